@@ -1,0 +1,984 @@
+"""
+Report builder: compare agents trained with and without the CPC auxiliary loss over several seeds.
+
+A run folder (written by the training scripts) holds:
+
+- ``config.json``: at least ``env_id`` (str), ``algo`` (str), ``cpc`` (bool), ``seed`` (int),
+  ``total_timesteps`` (int);
+- ``episodes.csv``: header ``step,return,length,success``, one row per finished training episode,
+  ``step`` being the global env-step count when it ended (non-decreasing), ``success`` 0 or 1;
+- ``status.json``: ``{"status": "running"|"completed"|"failed"|"interrupted", "num_timesteps": int,
+  "error": str or null}``.
+
+Only completed runs go into the numbers; every other run folder is listed in the
+"Runs not included" section of ``results.md`` with the reason, never dropped silently.
+
+Definitions used throughout:
+
+- learning curve: at ``n_points`` evenly spaced step marks ``T/n, 2T/n, ..., T``
+  (``T = total_timesteps`` of the config), the mean return and success rate of the episodes that
+  ended within the trailing window ``(mark - window, mark]``; NaN where no episode ended there;
+- ``final``: mean return / success rate of the episodes that ended in the last 10% of the steps,
+  ``(0.9 T, T]`` (episodes past ``T``, from SB3 finishing its last rollout, are ignored so that every
+  seed is measured over the same budget);
+- ``auc``: mean of the learning curve over its marks, ignoring NaNs (area under the curve
+  normalised by its length);
+- across seeds: mean with a 95% percentile bootstrap confidence interval, and the interquartile mean.
+
+Usage::
+
+    python -m agents.report RUNS_ROOT [RUNS_ROOT ...] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats
+
+PathLike = Union[str, Path]
+
+CONFIG_FILE = "config.json"
+EPISODES_FILE = "episodes.csv"
+STATUS_FILE = "status.json"
+REPORT_FILES = ("results.csv", "results.md", "curves.png")
+
+EPISODE_COLUMNS = ("step", "return", "length", "success")
+RESULT_COLUMNS = ["env", "algo", "cpc", "seed", "steps", "return", "success_rate"]
+STATUSES = ("running", "completed", "failed", "interrupted")
+REQUIRED_CONFIG = {"env_id": str, "algo": str, "cpc": bool, "seed": int, "total_timesteps": int}
+
+# Fraction of the training budget that "final" averages over; also the default learning-curve window.
+FINAL_FRACTION = 0.1
+N_POINTS = 50
+CONFIDENCE = 0.95
+N_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+# Uncertainty across seeds: rliable (``metrics.aggregate_iqm``, ``library.get_interval_estimates``)
+# was the first choice, but in this environment ``import rliable`` fails (rliable imports
+# ``arch.bootstrap``, and arch 7.2 breaks at import time with pandas 3: ``deprecate_kwarg() missing
+# 1 required positional argument``). The same estimators are a few lines of numpy/scipy, and they
+# also behave well with very few seeds (one seed: the CI is the value itself):
+# - IQM = ``scipy.stats.trim_mean(x, 0.25)``, which is exactly what ``rliable.metrics.aggregate_iqm``
+#   computes (note: with fewer than 4 seeds nothing is trimmed and the IQM equals the mean);
+# - CI = percentile bootstrap of the mean over seeds, ``N_RESAMPLES`` resamples drawn from
+#   ``numpy.random.default_rng(BOOTSTRAP_SEED)`` so a report is reproducible bit for bit.
+
+
+class RunLoadError(ValueError):
+    """
+    A run folder that cannot be read.
+
+    :param run_dir: the run folder
+    :param problem: what is wrong with it (without the folder name)
+    """
+
+    def __init__(self, run_dir: PathLike, problem: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.problem = problem
+        super().__init__(f"{run_dir}: {problem}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """
+    One training run, as read from its folder.
+
+    :param run_dir: the run folder
+    :param config: content of ``config.json``
+    :param episodes: content of ``episodes.csv`` (columns ``step, return, length, success``)
+    :param status: content of ``status.json``
+    """
+
+    run_dir: Path
+    config: Dict[str, Any]
+    episodes: pd.DataFrame
+    status: Dict[str, Any]
+
+
+class ReportPaths(NamedTuple):
+    """
+    Files written by :func:`build_report`.
+
+    :param csv: learning-curve rows of every included run
+    :param markdown: summary tables, CPC differences and the runs not included
+    :param figure: learning curves
+    """
+
+    csv: Path
+    markdown: Path
+    figure: Path
+
+
+class Excluded(NamedTuple):
+    """
+    A run folder left out of the report.
+
+    :param run_dir: the run folder
+    :param reason: why it was left out
+    """
+
+    run_dir: Path
+    reason: str
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading run folders
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_json_object(run_dir: Path, name: str) -> Dict[str, Any]:
+    """
+    Read a JSON object from a file of a run folder.
+
+    :param run_dir: the run folder
+    :param name: file name inside the folder
+    :return: the decoded object
+    """
+    path = run_dir / name
+    if not path.is_file():
+        raise RunLoadError(run_dir, f"{name} is missing")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunLoadError(run_dir, f"{name} is unreadable ({exc})") from exc
+    if not isinstance(content, dict):
+        raise RunLoadError(run_dir, f"{name} does not hold a JSON object")
+    return content
+
+
+def _has_type(value: Any, expected: type) -> bool:
+    """
+    Whether a JSON value has the expected type (``bool`` is not accepted as ``int``).
+
+    :param value: the value
+    :param expected: ``str``, ``bool`` or ``int``
+    :return: True when the value has that type
+    """
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def read_config(run_dir: PathLike) -> Dict[str, Any]:
+    """
+    Read and check ``config.json`` of a run folder.
+
+    :param run_dir: the run folder
+    :return: the config (extra keys are kept)
+    """
+    run_dir = Path(run_dir)
+    config = _read_json_object(run_dir, CONFIG_FILE)
+    for key, expected in REQUIRED_CONFIG.items():
+        if key not in config:
+            raise RunLoadError(run_dir, f"{CONFIG_FILE} lacks the key '{key}'")
+        if not _has_type(config[key], expected):
+            raise RunLoadError(run_dir, f"{CONFIG_FILE}: '{key}' should be {expected.__name__}, got {config[key]!r}")
+    if not config["env_id"] or not config["algo"]:
+        raise RunLoadError(run_dir, f"{CONFIG_FILE}: 'env_id' and 'algo' must not be empty")
+    if config["total_timesteps"] <= 0:
+        raise RunLoadError(run_dir, f"{CONFIG_FILE}: 'total_timesteps' must be positive, got {config['total_timesteps']}")
+    return config
+
+
+def read_status(run_dir: PathLike) -> Dict[str, Any]:
+    """
+    Read and check ``status.json`` of a run folder.
+
+    :param run_dir: the run folder
+    :return: the status, with ``error`` set to None when absent
+    """
+    run_dir = Path(run_dir)
+    status = _read_json_object(run_dir, STATUS_FILE)
+    if status.get("status") not in STATUSES:
+        raise RunLoadError(run_dir, f"{STATUS_FILE}: 'status' should be one of {', '.join(STATUSES)}, got {status.get('status')!r}")
+    if not _has_type(status.get("num_timesteps"), int):
+        raise RunLoadError(run_dir, f"{STATUS_FILE}: 'num_timesteps' should be int, got {status.get('num_timesteps')!r}")
+    error = status.setdefault("error", None)
+    if error is not None and not isinstance(error, str):
+        raise RunLoadError(run_dir, f"{STATUS_FILE}: 'error' should be a string or null, got {error!r}")
+    return status
+
+
+def _check_episode_values(run_dir: Path, episodes: pd.DataFrame) -> None:
+    """
+    Check the values of ``episodes.csv`` (numeric, integral non-decreasing steps, 0/1 success).
+
+    :param run_dir: the run folder (for error messages)
+    :param episodes: the four contract columns, already converted to numbers (NaN where not numeric)
+    """
+    bad = episodes.isna().any(axis=1).to_numpy()
+    if bad.any():
+        # +2: one for the header, one because data lines count from 1
+        raise RunLoadError(run_dir, f"{EPISODES_FILE}: missing or non-numeric value on line {int(np.argmax(bad)) + 2}")
+    steps = episodes["step"].to_numpy(dtype=float)
+    if (steps != np.floor(steps)).any() or (steps < 0).any():
+        raise RunLoadError(run_dir, f"{EPISODES_FILE}: 'step' must be non-negative integers")
+    decreasing = np.diff(steps) < 0
+    if decreasing.any():
+        raise RunLoadError(run_dir, f"{EPISODES_FILE}: 'step' decreases on line {int(np.argmax(decreasing)) + 3}")
+    if not episodes["success"].isin([0, 1]).all():
+        raise RunLoadError(run_dir, f"{EPISODES_FILE}: 'success' must be 0 or 1")
+
+
+def read_episodes(run_dir: PathLike) -> pd.DataFrame:
+    """
+    Read and check ``episodes.csv`` of a run folder.
+
+    :param run_dir: the run folder
+    :return: DataFrame with integer ``step``, float ``return``, ``length`` and integer ``success``
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / EPISODES_FILE
+    if not path.is_file():
+        raise RunLoadError(run_dir, f"{EPISODES_FILE} is missing")
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise RunLoadError(run_dir, f"{EPISODES_FILE} is unreadable ({exc})") from exc
+    missing = [column for column in EPISODE_COLUMNS if column not in raw.columns]
+    if missing:
+        raise RunLoadError(run_dir, f"{EPISODES_FILE} lacks the column(s) {', '.join(missing)}")
+    episodes = raw[list(EPISODE_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    _check_episode_values(run_dir, episodes)
+    return episodes.astype({"step": np.int64, "return": float, "length": float, "success": np.int64})
+
+
+def load_run(run_dir: PathLike) -> Run:
+    """
+    Read a run folder.
+
+    :param run_dir: folder holding ``config.json``, ``episodes.csv`` and ``status.json``
+    :return: the run
+    :raises RunLoadError: (a ValueError) naming the folder and the problem, for missing or unreadable input
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunLoadError(run_dir, "is not a folder")
+    return Run(run_dir=run_dir, config=read_config(run_dir), episodes=read_episodes(run_dir), status=read_status(run_dir))
+
+
+def find_run_dirs(root: PathLike) -> List[Path]:
+    """
+    Find the run folders under a root folder.
+
+    :param root: folder to search recursively (it may itself be a run folder)
+    :return: every folder under ``root`` holding a ``config.json``, sorted
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    return sorted({path.parent for path in root.rglob(CONFIG_FILE) if path.is_file()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-run metrics
+# ----------------------------------------------------------------------------------------------
+
+
+def default_window(total_steps: float) -> float:
+    """
+    Default trailing window of the learning curve: 10% of the training budget.
+
+    This smooths the curve over many episodes (with 50 marks, consecutive windows overlap) and makes
+    the value at the last mark equal to the ``final`` metric.
+
+    :param total_steps: training budget in env steps
+    :return: the window length in env steps
+    """
+    return total_steps * FINAL_FRACTION
+
+
+def _window_means(episodes: pd.DataFrame, low: float, high: float) -> Tuple[float, float]:
+    """
+    Mean return and success rate of the episodes that ended in ``(low, high]``.
+
+    :param episodes: episodes with ``step``, ``return`` and ``success`` columns
+    :param low: window start (excluded)
+    :param high: window end (included)
+    :return: (mean return, success rate), NaN for both when no episode ended in the window
+    """
+    steps = episodes["step"].to_numpy()
+    inside = (steps > low) & (steps <= high)
+    if not inside.any():
+        return float("nan"), float("nan")
+    return float(episodes["return"].to_numpy()[inside].mean()), float(episodes["success"].to_numpy()[inside].mean())
+
+
+def curve_marks(total_steps: int, n_points: int = N_POINTS) -> np.ndarray:
+    """
+    Step marks of the learning curve: ``n_points`` evenly spaced marks ``T/n, 2T/n, ..., T``, rounded
+    to whole steps.
+
+    :param total_steps: training budget ``T`` in env steps
+    :param n_points: number of marks
+    :return: int64 array of marks
+    """
+    if total_steps <= 0 or n_points < 1:
+        raise ValueError(f"need total_steps > 0 and n_points >= 1, got {total_steps} and {n_points}")
+    return np.rint(total_steps * np.arange(1, n_points + 1) / n_points).astype(np.int64)
+
+
+def learning_curve(
+    episodes: pd.DataFrame,
+    total_steps: int,
+    n_points: int = N_POINTS,
+    window: Optional[float] = None,
+) -> pd.DataFrame:
+    """
+    Learning curve of one run.
+
+    :param episodes: episodes with ``step``, ``return`` and ``success`` columns
+    :param total_steps: training budget; the last mark
+    :param n_points: number of evenly spaced marks (see :func:`curve_marks`)
+    :param window: trailing window in env steps; each mark averages the episodes that ended in
+        ``(mark - window, mark]``. Default: ``total_steps / 10`` (see :func:`default_window`)
+    :return: DataFrame with columns ``steps, return, success_rate``; NaN where no episode ended in the window
+    """
+    window = default_window(total_steps) if window is None else window
+    if window <= 0:
+        raise ValueError(f"window must be positive, got {window}")
+    marks = curve_marks(total_steps, n_points)
+    values = [_window_means(episodes, mark - window, mark) for mark in marks]
+    return pd.DataFrame(
+        {
+            "steps": marks,
+            "return": [value[0] for value in values],
+            "success_rate": [value[1] for value in values],
+        }
+    )
+
+
+def final_metrics(episodes: pd.DataFrame, total_steps: int) -> Dict[str, float]:
+    """
+    End-of-training performance: mean over the episodes that ended in the last 10% of the budget,
+    ``(0.9 T, T]``.
+
+    :param episodes: episodes with ``step``, ``return`` and ``success`` columns
+    :param total_steps: training budget ``T``
+    :return: ``{"return": ..., "success_rate": ...}``, NaN when no episode ended there
+    """
+    mean_return, success_rate = _window_means(episodes, total_steps - default_window(total_steps), total_steps)
+    return {"return": mean_return, "success_rate": success_rate}
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    """
+    Mean of the finite values, NaN (without a warning) when there are none.
+
+    :param values: the values
+    :return: the mean
+    """
+    array = np.asarray(list(values), dtype=float)
+    array = array[np.isfinite(array)]
+    return float(array.mean()) if array.size else float("nan")
+
+
+def curve_auc(curve: pd.DataFrame) -> Dict[str, float]:
+    """
+    Area under a learning curve normalised by its length: the mean over the marks, ignoring NaNs.
+
+    :param curve: output of :func:`learning_curve`
+    :return: ``{"return": ..., "success_rate": ...}``, NaN when the curve is all NaN
+    """
+    return {"return": _nanmean(curve["return"]), "success_rate": _nanmean(curve["success_rate"])}
+
+
+def run_key(run: Run) -> Dict[str, Any]:
+    """
+    Identify a run by env, algo, CPC on/off and seed.
+
+    :param run: the run
+    :return: ``{"env", "algo", "cpc", "seed"}``
+    """
+    config = run.config
+    return {"env": config["env_id"], "algo": config["algo"], "cpc": config["cpc"], "seed": config["seed"]}
+
+
+def summarize_run(run: Run, n_points: int = N_POINTS) -> Dict[str, Any]:
+    """
+    Summary metrics of one run.
+
+    :param run: the run
+    :param n_points: number of learning-curve marks used for the AUC
+    :return: run key plus ``final_return, final_success, auc_return, auc_success``
+    """
+    total = run.config["total_timesteps"]
+    final = final_metrics(run.episodes, total)
+    auc = curve_auc(learning_curve(run.episodes, total, n_points))
+    return {
+        **run_key(run),
+        "final_return": final["return"],
+        "final_success": final["success_rate"],
+        "auc_return": auc["return"],
+        "auc_success": auc["success_rate"],
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregation across seeds
+# ----------------------------------------------------------------------------------------------
+
+
+def _finite(values: Iterable[float]) -> np.ndarray:
+    """
+    The finite values, as a float array.
+
+    :param values: the values
+    :return: float array without NaN/inf
+    """
+    array = np.asarray(list(values), dtype=float).ravel()
+    return array[np.isfinite(array)]
+
+
+def _bootstrap_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """
+    Means of bootstrap resamples (with replacement, same size as ``values``).
+
+    :param values: non-empty float array
+    :param n_resamples: number of resamples
+    :param rng: random generator
+    :return: array of ``n_resamples`` means
+    """
+    indices = rng.integers(0, values.size, size=(n_resamples, values.size))
+    return values[indices].mean(axis=1)
+
+
+def _percentile_interval(samples: np.ndarray, confidence: float) -> Tuple[float, float]:
+    """
+    Percentile interval of bootstrap samples.
+
+    :param samples: bootstrap statistics
+    :param confidence: coverage, e.g. 0.95
+    :return: (low, high)
+    """
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(samples, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def aggregate(
+    values: Iterable[float],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> Dict[str, float]:
+    """
+    Aggregate one metric across seeds.
+
+    NaN values (a seed without any episode in the measured window) are left out; ``n`` says how many
+    values were used.
+
+    :param values: one value per seed
+    :param n_resamples: number of bootstrap resamples
+    :param seed: seed of the bootstrap random generator (fixed so that reports are reproducible)
+    :param confidence: coverage of the confidence interval
+    :return: ``{"mean", "ci_low", "ci_high", "iqm", "n"}``; with one value the CI is the value,
+        with none everything is NaN
+    """
+    array = _finite(values)
+    if array.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "ci_low": nan, "ci_high": nan, "iqm": nan, "n": 0}
+    low_bound, high_bound = float(array.min()), float(array.max())
+    # Clipping to [min, max] changes nothing mathematically (a mean lies between them); it removes
+    # float rounding so that identical seeds give exactly that value.
+    mean = float(np.clip(array.mean(), low_bound, high_bound))
+    if array.size == 1:
+        ci_low = ci_high = mean
+    else:
+        samples = _bootstrap_means(array, n_resamples, np.random.default_rng(seed))
+        ci_low, ci_high = (float(np.clip(bound, low_bound, high_bound)) for bound in _percentile_interval(samples, confidence))
+    iqm = float(np.clip(stats.trim_mean(array, 0.25), low_bound, high_bound))
+    return {"mean": mean, "ci_low": ci_low, "ci_high": ci_high, "iqm": iqm, "n": int(array.size)}
+
+
+def bootstrap_difference(
+    values_a: Iterable[float],
+    values_b: Iterable[float],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> Dict[str, float]:
+    """
+    Difference of means ``mean(a) - mean(b)`` with a percentile bootstrap CI, resampling the two
+    groups of seeds independently.
+
+    :param values_a: one value per seed of the first group
+    :param values_b: one value per seed of the second group
+    :param n_resamples: number of bootstrap resamples
+    :param seed: seed of the bootstrap random generator
+    :param confidence: coverage of the confidence interval
+    :return: ``{"diff", "ci_low", "ci_high"}``, NaN when a group has no finite value
+    """
+    array_a, array_b = _finite(values_a), _finite(values_b)
+    if array_a.size == 0 or array_b.size == 0:
+        nan = float("nan")
+        return {"diff": nan, "ci_low": nan, "ci_high": nan}
+    rng = np.random.default_rng(seed)
+    samples = _bootstrap_means(array_a, n_resamples, rng) - _bootstrap_means(array_b, n_resamples, rng)
+    ci_low, ci_high = _percentile_interval(samples, confidence)
+    return {"diff": float(array_a.mean() - array_b.mean()), "ci_low": ci_low, "ci_high": ci_high}
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the runs
+# ----------------------------------------------------------------------------------------------
+
+
+def _status_text(status: Dict[str, Any]) -> str:
+    """
+    Describe a status for the "Runs not included" section.
+
+    :param status: content of ``status.json``
+    :return: e.g. ``status 'failed' at 1200 steps: CUDA out of memory``
+    """
+    text = f"status '{status['status']}' at {status['num_timesteps']} steps"
+    return f"{text}: {status['error']}" if status.get("error") else text
+
+
+def _unloadable_reason(error: RunLoadError) -> str:
+    """
+    Reason for a run folder that could not be read, with its status when that at least is readable.
+
+    :param error: the error raised by :func:`load_run`
+    :return: the reason
+    """
+    try:
+        status = read_status(error.run_dir)
+    except RunLoadError:
+        return error.problem
+    if status["status"] == "completed":
+        return error.problem
+    return f"{_status_text(status)}; {error.problem}"
+
+
+def exclusion_reason(run: Run) -> Optional[str]:
+    """
+    Why a readable run cannot be included on its own (other runs are not considered here).
+
+    :param run: the run
+    :return: the reason, or None when the run can be included
+    """
+    if run.status["status"] != "completed":
+        return _status_text(run.status)
+    total = run.config["total_timesteps"]
+    if run.status["num_timesteps"] < total:
+        return f"status 'completed' but num_timesteps {run.status['num_timesteps']} < total_timesteps {total}"
+    if not (run.episodes["step"] <= total).any():
+        return f"no episode finished within total_timesteps {total}"
+    return None
+
+
+def _budget_mismatches(runs: Sequence[Run]) -> List[Excluded]:
+    """
+    Runs whose budget differs from the one most runs of the same env used (ties: the larger budget),
+    since their curves and final windows would not be comparable.
+
+    :param runs: candidate runs
+    :return: the runs to leave out, with the reason
+    """
+    excluded = []
+    for env in sorted({run.config["env_id"] for run in runs}):
+        env_runs = [run for run in runs if run.config["env_id"] == env]
+        counts = Counter(run.config["total_timesteps"] for run in env_runs)
+        budget = max(counts, key=lambda total: (counts[total], total))
+        excluded += [
+            Excluded(run.run_dir, f"total_timesteps {run.config['total_timesteps']} differs from {budget} used by the other runs of {env}")
+            for run in env_runs
+            if run.config["total_timesteps"] != budget
+        ]
+    return excluded
+
+
+def _duplicates(runs: Sequence[Run]) -> List[Excluded]:
+    """
+    Runs repeating the env, algo, CPC setting and seed of an earlier run (in the given order).
+
+    :param runs: candidate runs
+    :return: the repeats to leave out, with the reason
+    """
+    first: Dict[Tuple[Any, ...], Path] = {}
+    excluded = []
+    for run in runs:
+        key = tuple(run_key(run).values())
+        if key in first:
+            excluded.append(Excluded(run.run_dir, f"same env, algo, cpc and seed as {first[key]}, which is used instead"))
+        else:
+            first[key] = run.run_dir
+    return excluded
+
+
+def select_runs(run_dirs: Iterable[PathLike]) -> Tuple[List[Run], List[Excluded]]:
+    """
+    Load run folders and split them into the runs to report and the ones left out.
+
+    :param run_dirs: run folders
+    :return: (included runs, excluded folders with reasons), both in the given order
+    """
+    candidates: List[Run] = []
+    excluded: List[Excluded] = []
+    for run_dir in run_dirs:
+        try:
+            run = load_run(run_dir)
+        except RunLoadError as error:
+            excluded.append(Excluded(Path(run_dir), _unloadable_reason(error)))
+            continue
+        reason = exclusion_reason(run)
+        if reason is None:
+            candidates.append(run)
+        else:
+            excluded.append(Excluded(run.run_dir, reason))
+    mismatched = _budget_mismatches(candidates)
+    candidates = [run for run in candidates if run.run_dir not in {item.run_dir for item in mismatched}]
+    repeated = _duplicates(candidates)
+    included = [run for run in candidates if run.run_dir not in {item.run_dir for item in repeated}]
+    return included, excluded + mismatched + repeated
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------
+
+
+def curves_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame:
+    """
+    Learning-curve rows of every run.
+
+    :param runs: the runs
+    :param n_points: number of marks per curve
+    :return: DataFrame with columns ``env, algo, cpc, seed, steps, return, success_rate``
+    """
+    frames = [
+        learning_curve(run.episodes, run.config["total_timesteps"], n_points).assign(**run_key(run)) for run in runs
+    ]
+    if not frames:
+        return pd.DataFrame({column: [] for column in RESULT_COLUMNS})
+    table = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
+    return table.sort_values(["env", "algo", "cpc", "seed", "steps"], kind="stable").reset_index(drop=True)
+
+
+def summary_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame:
+    """
+    Summary metrics of every run (see :func:`summarize_run`).
+
+    :param runs: the runs
+    :param n_points: number of learning-curve marks used for the AUC
+    :return: one row per run
+    """
+    columns = ["env", "algo", "cpc", "seed", "final_return", "final_success", "auc_return", "auc_success"]
+    return pd.DataFrame([summarize_run(run, n_points) for run in runs], columns=columns)
+
+
+def curve_bands(curves: pd.DataFrame, column: str) -> pd.DataFrame:
+    """
+    Mean across seeds and 95% bootstrap band at every mark of every (env, algo, cpc) group.
+
+    :param curves: output of :func:`curves_table`
+    :param column: ``"return"`` or ``"success_rate"``
+    :return: DataFrame with columns ``env, algo, cpc, steps, mean, ci_low, ci_high``
+    """
+    rows = []
+    for (env, algo, cpc, steps), group in curves.groupby(["env", "algo", "cpc", "steps"], sort=True):
+        stats_ = aggregate(group[column])
+        rows.append({"env": env, "algo": algo, "cpc": cpc, "steps": steps, **{k: stats_[k] for k in ("mean", "ci_low", "ci_high")}})
+    return pd.DataFrame(rows, columns=["env", "algo", "cpc", "steps", "mean", "ci_low", "ci_high"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+
+METRICS = (
+    ("final_return", "final return"),
+    ("final_success", "final success"),
+    ("auc_return", "AUC return"),
+    ("auc_success", "AUC success"),
+)
+
+
+def _number(value: float) -> str:
+    """
+    Format a number for the markdown tables.
+
+    :param value: the number
+    :return: three decimals, or ``n/a`` for NaN
+    """
+    return "n/a" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def format_cell(stats_: Dict[str, float], n_seeds: int) -> str:
+    """
+    Format an aggregate as ``mean [ci_low, ci_high] (IQM iqm)``.
+
+    :param stats_: output of :func:`aggregate`
+    :param n_seeds: number of seeds in the group; when fewer values were usable, ``n=`` says how many
+    :return: the cell text
+    """
+    if stats_["n"] == 0:
+        return "n/a"
+    cell = f"{_number(stats_['mean'])} [{_number(stats_['ci_low'])}, {_number(stats_['ci_high'])}] (IQM {_number(stats_['iqm'])})"
+    return cell if stats_["n"] == n_seeds else f"{cell} (n={stats_['n']})"
+
+
+def _cpc_label(cpc: bool) -> str:
+    """
+    :param cpc: whether CPC was on
+    :return: ``on`` or ``off``
+    """
+    return "on" if cpc else "off"
+
+
+def env_table(summary: pd.DataFrame) -> List[str]:
+    """
+    Markdown table of one env: a row per (algo, cpc), a column per metric plus the number of seeds.
+
+    :param summary: rows of :func:`summary_table` for one env
+    :return: markdown lines
+    """
+    lines = [
+        "| algo | cpc | seeds | " + " | ".join(title for _, title in METRICS) + " |",
+        "|---|---|---|" + "---|" * len(METRICS),
+    ]
+    for (algo, cpc), group in summary.groupby(["algo", "cpc"], sort=True):
+        cells = [format_cell(aggregate(group[column]), len(group)) for column, _ in METRICS]
+        lines.append(f"| {algo} | {_cpc_label(cpc)} | {len(group)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cpc_differences(summary: pd.DataFrame) -> List[str]:
+    """
+    Lines giving the CPC-minus-no-CPC difference in final success, per algo having both settings.
+
+    :param summary: rows of :func:`summary_table` for one env
+    :return: markdown lines (empty when no algo was run both with and without CPC)
+    """
+    lines = []
+    for algo, group in summary.groupby("algo", sort=True):
+        with_cpc, without = group[group["cpc"]], group[~group["cpc"]]
+        if with_cpc.empty or without.empty:
+            continue
+        difference = bootstrap_difference(with_cpc["final_success"], without["final_success"])
+        lines.append(
+            f"- {algo}: CPC minus no-CPC final success = {difference['diff']:+.3f} "
+            f"[{_number(difference['ci_low'])}, {_number(difference['ci_high'])}] "
+            f"(CPC {_number(_nanmean(with_cpc['final_success']))} over {len(with_cpc)} seed(s), "
+            f"no CPC {_number(_nanmean(without['final_success']))} over {len(without)} seed(s))"
+            if np.isfinite(difference["diff"])
+            else f"- {algo}: CPC minus no-CPC final success = n/a (no episode in the final window)"
+        )
+    return lines
+
+
+def excluded_section(excluded: Sequence[Excluded]) -> List[str]:
+    """
+    Markdown "Runs not included" section.
+
+    :param excluded: folders left out, with the reasons
+    :return: markdown lines
+    """
+    lines = ["## Runs not included", ""]
+    if not excluded:
+        return lines + ["None."]
+    lines += ["| run | reason |", "|---|---|"]
+    return lines + [f"| {item.run_dir} | {item.reason.replace('|', '/')} |" for item in excluded]
+
+
+def format_markdown(summary: pd.DataFrame, excluded: Sequence[Excluded], budgets: Dict[str, int], n_points: int = N_POINTS) -> str:
+    """
+    The whole ``results.md``.
+
+    :param summary: output of :func:`summary_table`
+    :param excluded: folders left out, with the reasons
+    :param budgets: total_timesteps per env
+    :param n_points: number of learning-curve marks used for the AUC
+    :return: markdown text
+    """
+    lines = [
+        "# CPC vs no-CPC",
+        "",
+        f"Runs included: {len(summary)}; not included: {len(excluded)}.",
+        "",
+        "Final: episodes that ended in the last 10% of the training steps. "
+        f"AUC: mean of the learning curve over {n_points} evenly spaced marks "
+        "(each mark: episodes that ended in the trailing 10% of the steps), ignoring empty windows. "
+        f"Cells: mean across seeds [{CONFIDENCE:.0%} percentile bootstrap CI, {N_RESAMPLES} resamples, "
+        f"seed {BOOTSTRAP_SEED}] (IQM, the 25% trimmed mean; equal to the mean below 4 seeds).",
+        "",
+    ]
+    for env in sorted(budgets):
+        env_summary = summary[summary["env"] == env]
+        lines += [f"## {env}", "", f"total_timesteps: {budgets[env]}", ""] + env_table(env_summary) + [""]
+        differences = cpc_differences(env_summary)
+        lines += (differences or ["- no algo was run both with and without CPC"]) + [""]
+    return "\n".join(lines + excluded_section(excluded)) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure
+# ----------------------------------------------------------------------------------------------
+
+PANEL_WIDTH_IN = 5.0
+FIGURE_HEIGHT_IN = 7.0
+FIGURE_DPI = 100
+
+
+def _plot_band(axes: Any, band: pd.DataFrame, label: str, color: Any, linestyle: str) -> None:
+    """
+    Draw a mean line with its shaded band.
+
+    :param axes: matplotlib axes
+    :param band: rows of :func:`curve_bands` for one group
+    :param label: legend label
+    :param color: line colour
+    :param linestyle: line style
+    """
+    axes.plot(band["steps"], band["mean"], label=label, color=color, linestyle=linestyle)
+    axes.fill_between(band["steps"], band["ci_low"], band["ci_high"], color=color, alpha=0.2, linewidth=0)
+
+
+def plot_curves(curves: pd.DataFrame) -> Figure:
+    """
+    Learning curves: one column per env, rows = return and success rate vs steps, one line per
+    (algo, cpc) with the mean across seeds and a shaded 95% bootstrap band per mark.
+
+    :param curves: output of :func:`curves_table`
+    :return: the figure (Agg canvas, not registered with pyplot)
+    """
+    envs = sorted(curves["env"].unique())
+    figure = Figure(figsize=(PANEL_WIDTH_IN * max(len(envs), 1), FIGURE_HEIGHT_IN), dpi=FIGURE_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    if not envs:
+        figure.text(0.5, 0.5, "no runs included", ha="center", va="center")
+        return figure
+    grid = figure.subplots(2, len(envs), squeeze=False, sharex="col")
+    algos = sorted(curves["algo"].unique())
+    colors = {algo: f"C{index % 10}" for index, algo in enumerate(algos)}
+    for row, (column, ylabel) in enumerate((("return", "mean return"), ("success_rate", "success rate"))):
+        bands = curve_bands(curves, column)
+        for col, env in enumerate(envs):
+            axes = grid[row][col]
+            for (algo, cpc), band in bands[bands["env"] == env].groupby(["algo", "cpc"], sort=True):
+                label = f"{algo} + CPC" if cpc else f"{algo} (no CPC)"
+                _plot_band(axes, band, label, colors[algo], "-" if cpc else "--")
+            axes.set_ylabel(ylabel)
+            axes.grid(alpha=0.3)
+            if row == 0:
+                axes.set_title(env)
+                axes.legend(loc="best", fontsize="small")
+            else:
+                axes.set_xlabel("env steps")  # the top row shares this axis
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------
+
+
+def check_out_dir(out_dir: PathLike) -> None:
+    """
+    Make sure a report may be written into ``out_dir`` without overwriting unrelated data.
+
+    :param out_dir: output folder; it may be absent, empty, or hold only the files of an earlier
+        report (``results.csv``, ``results.md``, ``curves.png``)
+    :raises ValueError: naming the unrelated entries otherwise
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ValueError(f"refusing to write the report to {out_dir}: it exists and is not a folder")
+    unrelated = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in REPORT_FILES or not entry.is_file())
+    if unrelated:
+        raise ValueError(
+            f"refusing to write the report into {out_dir}: it holds entries that are not from an earlier report: "
+            + ", ".join(unrelated)
+        )
+
+
+def _budgets(runs: Sequence[Run]) -> Dict[str, int]:
+    """
+    Training budget per env (after :func:`select_runs`, all runs of an env share it).
+
+    :param runs: included runs
+    :return: total_timesteps per env id
+    """
+    return {run.config["env_id"]: run.config["total_timesteps"] for run in runs}
+
+
+def build_report(run_dirs: Iterable[PathLike], out_dir: PathLike, n_points: int = N_POINTS) -> ReportPaths:
+    """
+    Write ``results.csv``, ``results.md`` and ``curves.png`` comparing runs with and without CPC.
+
+    :param run_dirs: run folders (see the module docstring); failed, incomplete or unreadable ones are
+        listed under "Runs not included" in ``results.md``
+    :param out_dir: output folder, created if needed; checked with :func:`check_out_dir` first
+    :param n_points: number of learning-curve marks per run
+    :return: the paths written
+    """
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    runs, excluded = select_runs(run_dirs)
+    curves = curves_table(runs, n_points)
+    summary = summary_table(runs, n_points)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = ReportPaths(csv=out_dir / REPORT_FILES[0], markdown=out_dir / REPORT_FILES[1], figure=out_dir / REPORT_FILES[2])
+    curves.to_csv(paths.csv, index=False)
+    paths.markdown.write_text(format_markdown(summary, excluded, _budgets(runs), n_points), encoding="utf-8")
+    plot_curves(curves).savefig(paths.figure, format="png")
+    return paths
+
+
+def _collect_run_dirs(roots: Sequence[Path]) -> List[Path]:
+    """
+    Run folders under several roots, each folder once even when roots overlap.
+
+    :param roots: folders to search
+    :return: run folders, sorted
+    """
+    found: Dict[Path, Path] = {}
+    for root in roots:
+        for run_dir in find_run_dirs(root):
+            found.setdefault(run_dir.resolve(), run_dir)
+    return sorted(found.values())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """
+    Command line: ``python -m agents.report RUNS_ROOT [RUNS_ROOT ...] --out DIR``.
+
+    :param argv: arguments (default: ``sys.argv[1:]``)
+    :return: exit status (errors exit through SystemExit with a message)
+    """
+    parser = argparse.ArgumentParser(prog="python -m agents.report", description="Compare runs with and without CPC over seeds.")
+    parser.add_argument("roots", nargs="+", type=Path, metavar="RUNS_ROOT", help="folder searched recursively for run folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder for results.csv, results.md, curves.png")
+    parser.add_argument("--n-points", type=int, default=N_POINTS, help="learning-curve marks per run (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        check_out_dir(args.out)
+        run_dirs = _collect_run_dirs(args.roots)
+        if not run_dirs:
+            raise ValueError(f"no run folder (holding {CONFIG_FILE}) under {', '.join(map(str, args.roots))}")
+        paths = build_report(run_dirs, args.out, args.n_points)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Tests of agents.report on synthetic run folders (numbers checked against hand-computed values)."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.report import (
+    aggregate,
+    bootstrap_difference,
+    build_report,
+    check_out_dir,
+    curve_auc,
+    final_metrics,
+    find_run_dirs,
+    learning_curve,
+    load_run,
+    plot_curves,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ENV_A = "MiniWorld-OneRoom-v0"
+ENV_B = "MiniWorld-Hallway-v0"
+
+
+def write_run(
+    run_dir: Path,
+    *,
+    env: str = ENV_A,
+    algo: str = "ppo",
+    cpc: bool = False,
+    seed: int = 0,
+    total: int = 1000,
+    episodes: Optional[Sequence[Sequence[float]]] = None,
+    status: str = "completed",
+    num_timesteps: Optional[int] = None,
+    error: Optional[str] = None,
+    write_episodes: bool = True,
+) -> Path:
+    """Write a synthetic run folder; default episodes: one every 100 steps with return 1, success 1."""
+    run_dir.mkdir(parents=True)
+    config = {"env_id": env, "algo": algo, "cpc": cpc, "seed": seed, "total_timesteps": total, "n_envs": 4}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    if episodes is None:
+        episodes = [(step, 1.0, 50, 1) for step in range(100, total + 1, 100)]
+    if write_episodes:
+        lines = ["step,return,length,success"] + [",".join(str(value) for value in row) for row in episodes]
+        (run_dir / "episodes.csv").write_text("\n".join(lines) + "\n")
+    done = total if num_timesteps is None else num_timesteps
+    (run_dir / "status.json").write_text(json.dumps({"status": status, "num_timesteps": done, "error": error}))
+    return run_dir
+
+
+def constant_episodes(value: float, success: int, total: int = 1000) -> list:
+    """One episode every 100 steps, all with the same return and success."""
+    return [(step, value, 50, success) for step in range(100, total + 1, 100)]
+
+
+def png_size(path: Path) -> tuple:
+    """Width and height from a PNG's IHDR chunk."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ----------------------------------------------------------------------------------------------
+# learning_curve, final, auc
+# ----------------------------------------------------------------------------------------------
+
+EPISODES = pd.DataFrame(
+    {
+        "step": [10, 20, 35, 60, 100],
+        "return": [1.0, 2.0, 3.0, 4.0, 5.0],
+        "length": [10, 10, 15, 25, 40],
+        "success": [0, 1, 0, 1, 1],
+    }
+)
+
+
+def test_learning_curve_explicit_window() -> None:
+    curve = learning_curve(EPISODES, total_steps=100, n_points=5, window=20)
+    assert list(curve.columns) == ["steps", "return", "success_rate"]
+    assert curve["steps"].tolist() == [20, 40, 60, 80, 100]
+    # (0,20]: 10,20 | (20,40]: 35 | (40,60]: 60 | (60,80]: none | (80,100]: 100
+    np.testing.assert_array_equal(curve["return"], [1.5, 3.0, 4.0, np.nan, 5.0])
+    np.testing.assert_array_equal(curve["success_rate"], [0.5, 0.0, 1.0, np.nan, 1.0])
+
+
+def test_learning_curve_default_window_is_tenth_of_budget() -> None:
+    curve = learning_curve(EPISODES, total_steps=100, n_points=5)
+    # window 10: (10,20]: 20 | (30,40]: 35 | (50,60]: 60 | (70,80]: none | (90,100]: 100
+    np.testing.assert_array_equal(curve["return"], [2.0, 3.0, 4.0, np.nan, 5.0])
+    np.testing.assert_array_equal(curve["success_rate"], [1.0, 0.0, 1.0, np.nan, 1.0])
+
+
+def test_learning_curve_all_empty_and_bad_window() -> None:
+    empty = EPISODES.iloc[:0]
+    curve = learning_curve(empty, total_steps=100, n_points=4)
+    assert curve["steps"].tolist() == [25, 50, 75, 100]
+    assert curve["return"].isna().all() and curve["success_rate"].isna().all()
+    assert math.isnan(curve_auc(curve)["return"])
+    with pytest.raises(ValueError):
+        learning_curve(EPISODES, total_steps=100, window=0)
+
+
+def test_final_and_auc() -> None:
+    assert final_metrics(EPISODES, 100) == {"return": 5.0, "success_rate": 1.0}
+    final = final_metrics(EPISODES, 1000)  # (900, 1000]: nothing
+    assert math.isnan(final["return"]) and math.isnan(final["success_rate"])
+    auc = curve_auc(learning_curve(EPISODES, total_steps=100, n_points=5, window=20))
+    assert auc == {"return": (1.5 + 3 + 4 + 5) / 4, "success_rate": (0.5 + 0 + 1 + 1) / 4}
+
+
+# ----------------------------------------------------------------------------------------------
+# aggregate
+# ----------------------------------------------------------------------------------------------
+
+
+def test_iqm_trims_quartiles() -> None:
+    result = aggregate([1, 2, 3, 4, 100])
+    assert result["iqm"] == 3.0  # 1 and 100 trimmed
+    assert result["mean"] == 22.0
+    assert result["n"] == 5
+    assert aggregate([1, 2, 3, 4, 5, 6, 7, 100])["iqm"] == 4.5  # mean of 3, 4, 5, 6
+
+
+def test_bootstrap_ci_contains_mean_and_is_reproducible() -> None:
+    values = [0.1, 0.5, 0.9, 0.3, 0.6]
+    result = aggregate(values)
+    assert result["mean"] == pytest.approx(0.48)
+    assert result["ci_low"] < result["mean"] < result["ci_high"]
+    assert 0.1 <= result["ci_low"] and result["ci_high"] <= 0.9
+    assert aggregate(values) == result
+
+
+def test_two_values_bootstrap_is_exact() -> None:
+    # Resample means of [0.5, 1.0] are 0.5, 0.75, 1.0 with probabilities 1/4, 1/2, 1/4.
+    result = aggregate([1.0, 0.5])
+    assert result == {"mean": 0.75, "ci_low": 0.5, "ci_high": 1.0, "iqm": 0.75, "n": 2}
+
+
+def test_ci_collapses_for_identical_seeds_and_single_seed() -> None:
+    assert aggregate([0.1, 0.1, 0.1]) == {"mean": 0.1, "ci_low": 0.1, "ci_high": 0.1, "iqm": 0.1, "n": 3}
+    assert aggregate([0.7]) == {"mean": 0.7, "ci_low": 0.7, "ci_high": 0.7, "iqm": 0.7, "n": 1}
+
+
+def test_aggregate_ignores_nan_and_handles_empty() -> None:
+    assert aggregate([1.0, float("nan"), 3.0])["n"] == 2
+    assert aggregate([1.0, float("nan"), 3.0])["mean"] == 2.0
+    empty = aggregate([])
+    assert empty["n"] == 0 and math.isnan(empty["mean"]) and math.isnan(empty["ci_low"])
+
+
+def test_bootstrap_difference() -> None:
+    result = bootstrap_difference([1.0, 1.0], [1.0, 0.0])
+    assert result == {"diff": 0.5, "ci_low": 0.0, "ci_high": 1.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading run folders
+# ----------------------------------------------------------------------------------------------
+
+
+def test_load_run_reads_the_contract(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run", cpc=True, seed=3)
+    run = load_run(run_dir)
+    assert run.run_dir == run_dir
+    assert run.config["cpc"] is True and run.config["seed"] == 3 and run.config["n_envs"] == 4
+    assert run.status == {"status": "completed", "num_timesteps": 1000, "error": None}
+    assert run.episodes["step"].tolist() == list(range(100, 1001, 100))
+    assert list(run.episodes.columns) == ["step", "return", "length", "success"]
+
+
+@pytest.mark.parametrize(
+    "breakage, problem",
+    [
+        (lambda d: (d / "episodes.csv").unlink(), "episodes.csv is missing"),
+        (lambda d: (d / "config.json").unlink(), "config.json is missing"),
+        (lambda d: (d / "status.json").unlink(), "status.json is missing"),
+        (lambda d: (d / "config.json").write_text("{not json"), "config.json is unreadable"),
+        (lambda d: (d / "config.json").write_text('{"env_id": "x"}'), "config.json lacks the key 'algo'"),
+        (lambda d: (d / "config.json").write_text(
+            '{"env_id": "x", "algo": "ppo", "cpc": 1, "seed": 0, "total_timesteps": 10}'), "'cpc' should be bool"),
+        (lambda d: (d / "episodes.csv").write_text(""), "episodes.csv is unreadable"),
+        (lambda d: (d / "episodes.csv").write_text("step,return\n1,2\n"), "lacks the column(s) length, success"),
+        (lambda d: (d / "episodes.csv").write_text("step,return,length,success\n5,1,1,1\n9,oops,1,1\n"),
+         "non-numeric value on line 3"),
+        (lambda d: (d / "episodes.csv").write_text("step,return,length,success\n5,1,1,1\n3,1,1,1\n"),
+         "'step' decreases on line 3"),
+        (lambda d: (d / "episodes.csv").write_text("step,return,length,success\n5,1,1,2\n"), "'success' must be 0 or 1"),
+        (lambda d: (d / "status.json").write_text('{"status": "done", "num_timesteps": 1}'), "'status' should be one of"),
+    ],
+)
+def test_load_run_names_folder_and_problem(tmp_path: Path, breakage: Any, problem: str) -> None:
+    run_dir = write_run(tmp_path / "broken_run")
+    breakage(run_dir)
+    with pytest.raises(ValueError) as info:
+        load_run(run_dir)
+    assert str(run_dir) in str(info.value)
+    assert problem in str(info.value)
+
+
+def test_find_run_dirs_recursive_and_sorted(tmp_path: Path) -> None:
+    b = write_run(tmp_path / "b" / "seed1")
+    a = write_run(tmp_path / "a")
+    deep = write_run(tmp_path / "b" / "x" / "y" / "seed0")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "episodes.csv").write_text("step,return,length,success\n")
+    assert find_run_dirs(tmp_path) == [a, b, deep]
+    assert find_run_dirs(a) == [a]
+    with pytest.raises(ValueError):
+        find_run_dirs(tmp_path / "absent")
+
+
+# ----------------------------------------------------------------------------------------------
+# build_report
+# ----------------------------------------------------------------------------------------------
+
+
+def example_runs(root: Path) -> list:
+    """Two ppo seeds without CPC (returns 1.0 / 0.5, success 1 / 0), two with CPC (1.0, success 1),
+    one a2c seed in another env, and three runs that must be left out."""
+    return [
+        write_run(root / "ppo_nocpc_s0", seed=0, episodes=constant_episodes(1.0, 1)),
+        write_run(root / "ppo_nocpc_s1", seed=1, episodes=constant_episodes(0.5, 0)),
+        write_run(root / "ppo_cpc_s0", cpc=True, seed=0, episodes=constant_episodes(1.0, 1)),
+        write_run(root / "ppo_cpc_s1", cpc=True, seed=1, episodes=constant_episodes(1.0, 1)),
+        write_run(root / "a2c_cpc_s0", env=ENV_B, algo="a2c", cpc=True, seed=0, total=500,
+                  episodes=constant_episodes(0.25, 0, total=500)),
+        write_run(root / "crashed", seed=2, status="failed", num_timesteps=300, error="RuntimeError: boom",
+                  write_episodes=False),
+        write_run(root / "no_episodes", seed=3, write_episodes=False),
+        write_run(root / "still_running", seed=4, status="running", num_timesteps=400),
+    ]
+
+
+def test_build_report_numbers(tmp_path: Path) -> None:
+    run_dirs = example_runs(tmp_path / "runs")
+    paths = build_report(run_dirs, tmp_path / "out")
+    assert paths == (tmp_path / "out" / "results.csv", tmp_path / "out" / "results.md", tmp_path / "out" / "curves.png")
+
+    results = pd.read_csv(paths.csv)
+    assert list(results.columns) == ["env", "algo", "cpc", "seed", "steps", "return", "success_rate"]
+    assert len(results) == 5 * 50  # five included runs, 50 marks each
+    seed1 = results[(results["env"] == ENV_A) & ~results["cpc"] & (results["seed"] == 1)]
+    assert seed1["steps"].tolist() == list(range(20, 1001, 20))
+    # window (mark - 100, mark]: the first episode ends at step 100, so marks 20..80 are empty
+    assert seed1["return"].isna().tolist() == [True] * 4 + [False] * 46
+    assert (seed1["return"].dropna() == 0.5).all() and (seed1["success_rate"].dropna() == 0.0).all()
+    assert set(results["env"]) == {ENV_A, ENV_B}
+
+    markdown = paths.markdown.read_text()
+    assert "Runs included: 5; not included: 3." in markdown
+    assert (
+        "| ppo | off | 2 | 0.750 [0.500, 1.000] (IQM 0.750) | 0.500 [0.000, 1.000] (IQM 0.500) "
+        "| 0.750 [0.500, 1.000] (IQM 0.750) | 0.500 [0.000, 1.000] (IQM 0.500) |" in markdown
+    )
+    assert (
+        "| ppo | on | 2 | 1.000 [1.000, 1.000] (IQM 1.000) | 1.000 [1.000, 1.000] (IQM 1.000) "
+        "| 1.000 [1.000, 1.000] (IQM 1.000) | 1.000 [1.000, 1.000] (IQM 1.000) |" in markdown
+    )
+    assert "| a2c | on | 1 | 0.250 [0.250, 0.250] (IQM 0.250) | 0.000 [0.000, 0.000] (IQM 0.000)" in markdown
+    assert "- ppo: CPC minus no-CPC final success = +0.500 [0.000, 1.000]" in markdown
+    assert "- no algo was run both with and without CPC" in markdown  # the a2c env
+    # per-env sections, then the excluded runs last
+    assert markdown.index(f"## {ENV_B}") < markdown.index(f"## {ENV_A}") < markdown.index("## Runs not included")
+
+
+def test_build_report_lists_runs_not_included(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    example_runs(runs)
+    paths = build_report(find_run_dirs(runs), tmp_path / "out")
+    section = paths.markdown.read_text().split("## Runs not included")[1]
+    assert f"| {runs / 'crashed'} | status 'failed' at 300 steps: RuntimeError: boom; episodes.csv is missing |" in section
+    assert f"| {runs / 'no_episodes'} | episodes.csv is missing |" in section
+    assert f"| {runs / 'still_running'} | status 'running' at 400 steps |" in section
+    results = pd.read_csv(paths.csv)
+    assert not set(results["seed"]) & {2, 3, 4}
+
+
+def test_build_report_budget_mismatch_duplicates_and_empty_windows(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_run(runs / "a", seed=0)
+    write_run(runs / "b", seed=1)
+    write_run(runs / "c_short", seed=2, total=500, episodes=constant_episodes(1.0, 1, total=500))
+    write_run(runs / "d_repeat", seed=1)
+    write_run(runs / "e_no_final", seed=5, episodes=[(100, 1.0, 50, 1)])  # nothing in (900, 1000]
+    write_run(runs / "f_nothing", seed=6, episodes=[(2000, 1.0, 50, 1)])  # only past the budget
+    write_run(runs / "g_short_completed", seed=7, num_timesteps=800)
+    markdown = build_report(find_run_dirs(runs), tmp_path / "out").markdown.read_text()
+    assert f"| {runs / 'c_short'} | total_timesteps 500 differs from 1000 used by the other runs of {ENV_A} |" in markdown
+    assert f"| {runs / 'd_repeat'} | same env, algo, cpc and seed as {runs / 'b'}, which is used instead |" in markdown
+    assert f"| {runs / 'f_nothing'} | no episode finished within total_timesteps 1000 |" in markdown
+    assert f"| {runs / 'g_short_completed'} | status 'completed' but num_timesteps 800 < total_timesteps 1000 |" in markdown
+    # e_no_final has no final value: 2 of its 3 seeds count for "final", all 3 for the AUC
+    assert "| ppo | off | 3 | 1.000 [1.000, 1.000] (IQM 1.000) (n=2) |" in markdown
+
+
+def test_curves_png_and_axes(tmp_path: Path) -> None:
+    paths = build_report(example_runs(tmp_path / "runs"), tmp_path / "out")
+    assert png_size(paths.figure) == (2 * 500, 700)  # two envs, 5 x 7 inches at 100 dpi each
+    figure = plot_curves(pd.read_csv(paths.csv))
+    axes = figure.axes
+    assert len(axes) == 2 * 2
+    assert [ax.get_title() for ax in axes[:2]] == [ENV_B, ENV_A]
+    assert [ax.get_ylabel() for ax in axes] == ["mean return"] * 2 + ["success rate"] * 2
+    assert [ax.get_xlabel() for ax in axes] == [""] * 2 + ["env steps"] * 2
+    legend = [text.get_text() for text in axes[1].get_legend().get_texts()]
+    assert legend == ["ppo (no CPC)", "ppo + CPC"]
+    assert len(axes[1].lines) == 2 and len(axes[0].lines) == 1
+    assert len(axes[1].collections) == 2  # one shaded band per line
+
+
+def test_report_with_no_included_run(tmp_path: Path) -> None:
+    crashed = write_run(tmp_path / "runs" / "crashed", status="failed", error="boom", write_episodes=False)
+    paths = build_report([crashed], tmp_path / "out")
+    assert pd.read_csv(paths.csv).empty
+    assert "Runs included: 0; not included: 1." in paths.markdown.read_text()
+    assert paths.figure.read_bytes()[:8] == PNG_MAGIC
+
+
+# ----------------------------------------------------------------------------------------------
+# Output folder and CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def test_check_out_dir(tmp_path: Path) -> None:
+    check_out_dir(tmp_path / "absent")
+    out = tmp_path / "out"
+    out.mkdir()
+    check_out_dir(out)
+    for name in ("results.csv", "results.md", "curves.png"):
+        (out / name).write_text("old")
+    check_out_dir(out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt"):
+        check_out_dir(out)
+    (out / "notes.txt").unlink()
+    (out / "sub").mkdir()
+    with pytest.raises(ValueError, match="sub"):
+        check_out_dir(out)
+    with pytest.raises(ValueError, match="not a folder"):
+        check_out_dir(out / "results.csv")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "agents.report", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_writes_report_and_refuses_unrelated_out_dir(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    example_runs(runs)
+    out = tmp_path / "out"
+    done = run_cli(str(runs), "--out", str(out), "--n-points", "10")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(out / name) for name in ("results.csv", "results.md", "curves.png")]
+    assert len(pd.read_csv(out / "results.csv")) == 5 * 10
+
+    again = run_cli(str(runs), str(runs / "ppo_cpc_s0"), "--out", str(out))  # earlier report: overwritten
+    assert again.returncode == 0, again.stderr
+    assert len(pd.read_csv(out / "results.csv")) == 5 * 50  # overlapping roots: each run once
+
+    (out / "notes.txt").write_text("mine")
+    refused = run_cli(str(runs), "--out", str(out))
+    assert refused.returncode != 0
+    assert "notes.txt" in refused.stderr and "Traceback" not in refused.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_cli_without_runs_exits_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = run_cli(str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+    assert done.returncode != 0
+    assert "no run folder" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
