@@ -21,6 +21,12 @@ from cpc_rl.context import ActionRollout
 from cpc_rl.negatives import NegativeCount, candidate_mask, check_strategy, resolve_negative_count, sample_negatives, strategy_groups
 
 
+# Sampled negatives are scored densely (against all B*T latents, then picked) when B*T is at most 4x the
+# number of negatives (measured on CPU: equal speed at 8x, twice as fast at 2x) and the dense scores,
+# K * (B*T)^2 of them, stay under this many elements; otherwise the negatives are gathered.
+DENSE_SCORES_MAX_ELEMENTS = 32 * 2**20
+
+
 class CPCOutput(NamedTuple):
     """The result of a CPC loss evaluation.
 
@@ -155,7 +161,14 @@ class InfoNCELoss(nn.Module):
             negative, negative_valid = self._score_all(predictions, flat, valid, groups)
         else:
             sampled = sample_negatives(self.negatives, count, valid, groups, generator)
-            negative = torch.einsum("kbtd,btnd->kbtn", predictions, flat[sampled.index])  # (K, B, T, N)
+            dense_cost = self.steps_ahead * (batch * steps) ** 2
+            if batch * steps <= 4 * count and dense_cost <= DENSE_SCORES_MAX_ELEMENTS:
+                # Small batches (RL rollouts): one GEMM against every latent, then pick the sampled columns;
+                # much faster than gathering N latent vectors per target and scatter-adding them back.
+                index = sampled.index[None].expand(self.steps_ahead, -1, -1, -1)
+                negative = torch.gather(predictions @ flat.T, 3, index)  # (K, B, T, N)
+            else:
+                negative = torch.einsum("kbtd,btnd->kbtn", predictions, flat[sampled.index])  # (K, B, T, N)
             negative_valid = sampled.valid[None].expand_as(negative)
         mask = mask & negative_valid.any(-1)
 

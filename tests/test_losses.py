@@ -218,3 +218,16 @@ def test_wrong_input_rank_raises_naming_the_argument():
         loss(torch.randn(2, 10, 8), torch.randn(20, 8))
     with pytest.raises(ValueError, match="context"):
         loss(torch.randn(20, 8), torch.randn(2, 10, 8))
+
+
+def test_dense_and_gathered_negative_scoring_agree(monkeypatch):
+    import cpc_rl.losses as losses
+
+    latents = unit_latents(4, 30, 16)
+    context = torch.randn(4, 30, 8)
+    loss = InfoNCELoss(8, 16, 3, n_negatives=20)
+    dense = loss(context, latents, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(losses, "DENSE_SCORES_MAX_ELEMENTS", 0)
+    gathered = loss(context, latents, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(dense.loss, gathered.loss, atol=1e-5)
+    assert torch.equal(dense.accuracy_per_step, gathered.accuracy_per_step)

@@ -1,0 +1,10 @@
+"""sb3-contrib's RecurrentPPO with the CPC auxiliary loss on MiniWorld: `python -m agents.recurrent_ppo_cpc --env MiniWorld-FourRooms-v0`.
+
+`--no-cpc` trains the same agent without the auxiliary loss; `--help` lists every flag. See agents/train.py for
+what a run writes and how to resume it.
+"""
+
+from agents.train import main
+
+if __name__ == "__main__":
+    main("recurrent_ppo")

@@ -1,0 +1,150 @@
+"""The CPC auxiliary loss on real SB3 agents training on MiniWorld, headless."""
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.logger import configure
+
+from cpc_rl.sb3 import CPCA2C, CPCPPO, CPCRecurrentPPO
+from envs import make_vec_env
+from tests.helpers import tensorboard_tags
+
+pytestmark = pytest.mark.integration
+
+SMALL = dict(n_steps=32, seed=0, device="cpu")
+PPO_SMALL = dict(SMALL, batch_size=64, n_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def one_room():
+    venv = make_vec_env("MiniWorld-OneRoom-v0", n_envs=2, seed=0, vec_env="dummy")
+    yield venv
+    venv.close()
+
+
+def collect_one_rollout(model):
+    """Fill the rollout buffer without training, as learn() would."""
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+
+
+def encoder_weights(model):
+    return [p.detach().clone() for p in model._cpc_encoder().parameters()]
+
+
+@pytest.mark.parametrize(
+    "algorithm, policy, kwargs",
+    [
+        (CPCPPO, "CnnPolicy", PPO_SMALL),
+        (CPCA2C, "CnnPolicy", SMALL),
+        (CPCRecurrentPPO, "CnnLstmPolicy", dict(PPO_SMALL, batch_size=32)),
+    ],
+)
+@pytest.mark.parametrize("mode", ["separate", "joint"])
+def test_agents_train_with_cpc_and_log_it(one_room, tmp_path, algorithm, policy, kwargs, mode):
+    model = algorithm(policy, one_room, cpc_kwargs=dict(steps_ahead=4, mode=mode, n_negatives=16), **kwargs)
+    model.set_logger(configure(str(tmp_path), ["tensorboard"]))
+    model.learn(2048, log_interval=1)
+    tags = tensorboard_tags(tmp_path)
+    assert {"cpc/loss", "cpc/accuracy", "cpc/accuracy_k1", "cpc/accuracy_k4"} <= tags
+    assert "cpc/accuracy_k5" not in tags
+    assert any(tag.startswith("train/") for tag in tags)
+    assert np.isfinite(model.cpc_last_loss)
+
+
+@pytest.mark.parametrize("algorithm", [PPO, A2C])
+def test_agents_without_cpc_log_no_cpc_tags(one_room, tmp_path, algorithm):
+    kwargs = PPO_SMALL if algorithm is PPO else SMALL
+    model = algorithm("CnnPolicy", one_room, **kwargs)
+    model.set_logger(configure(str(tmp_path), ["tensorboard"]))
+    model.learn(2048, log_interval=1)
+    tags = tensorboard_tags(tmp_path)
+    assert tags and not any(tag.startswith("cpc/") for tag in tags)
+
+
+def test_cpc_loss_falls_and_moves_the_encoder_on_a_rollout(one_room):
+    torch.manual_seed(0)
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, n_negatives=16, epochs=25), **PPO_SMALL)
+    collect_one_rollout(model)
+    with torch.no_grad():
+        before = model.cpc_loss().loss.item()
+    weights = encoder_weights(model)
+    model._cpc_outputs = []
+    model._cpc_separate_phase()  # CPC alone: 25 steps on the CPC loss, no RL loss involved
+    with torch.no_grad():
+        after = model.cpc_loss().loss.item()
+    assert after < before - 0.5, (before, after)
+    changed = [not torch.equal(a, b) for a, b in zip(weights, encoder_weights(model))]
+    assert all(changed)
+
+
+def test_zero_weight_leaves_the_encoder_alone(one_room):
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, weight=0.0, epochs=3), **PPO_SMALL)
+    collect_one_rollout(model)
+    weights = encoder_weights(model)
+    head = [p.detach().clone() for p in model.policy.cpc_head.parameters()]
+    model._cpc_outputs = []
+    model._cpc_separate_phase()
+    assert all(torch.equal(a, b) for a, b in zip(weights, encoder_weights(model)))
+    assert all(torch.equal(a, b) for a, b in zip(head, model.policy.cpc_head.parameters()))
+
+
+def test_cpc_sequences_follow_each_env_in_time_order(one_room):
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4), **PPO_SMALL)
+    collect_one_rollout(model)
+    model._cpc_read_rollout()
+    rollout = model._cpc_rollout
+    buffer = model.rollout_buffer
+    assert rollout["observations"].shape == (2, 32, 3, 60, 80)
+    assert torch.equal(rollout["observations"][1, 5].cpu(), torch.as_tensor(buffer.observations[5, 1]))
+    assert torch.equal(rollout["episode_starts"][0].cpu(), torch.as_tensor(buffer.episode_starts[:, 0]).bool())
+
+
+def test_save_and_load_keep_the_head_its_config_and_the_optimizer(one_room, tmp_path):
+    kwargs = dict(steps_ahead=5, weight=0.5, negatives="same_sequence", n_negatives=8, action_conditioning=True)
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=kwargs, **PPO_SMALL)
+    model.learn(64)
+    model.save(tmp_path / "agent.zip")
+    loaded = CPCPPO.load(tmp_path / "agent.zip", env=one_room, device="cpu")
+    assert loaded.cpc_kwargs == kwargs
+    assert loaded.policy.cpc_head.config.negatives == "same_sequence"
+    for (name, a), (_, b) in zip(model.policy.state_dict().items(), loaded.policy.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert len(loaded.policy.optimizer.param_groups) == 2
+    head_param = next(loaded.policy.cpc_head.parameters())
+    assert "exp_avg" in loaded.policy.optimizer.state[head_param]
+    loaded.learn(64, reset_num_timesteps=False)
+    assert loaded.num_timesteps == model.num_timesteps + 64
+
+
+def test_dict_observations_encode_the_image_key(tmp_path):
+    venv = make_vec_env("MiniWorld-Sign-v0", n_envs=2, seed=0, vec_env="dummy")
+    try:
+        model = CPCPPO("MultiInputPolicy", venv, cpc_kwargs=dict(steps_ahead=4, n_negatives=16), **PPO_SMALL)
+        assert model._cpc_image_key == "obs"
+        assert model._cpc_encoder() is model.policy.features_extractor.extractors["obs"]
+        model.set_logger(configure(str(tmp_path), ["tensorboard"]))
+        model.learn(2 * 64)
+        assert "cpc/loss" in tensorboard_tags(tmp_path)
+    finally:
+        venv.close()
+
+
+def test_non_image_observations_are_refused_with_the_fix():
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match="pixel encoder needs uint8 image observations"):
+        CPCPPO("MlpPolicy", gym.make("CartPole-v1"), cpc_kwargs=dict(steps_ahead=4), n_steps=32)
+
+
+def test_horizon_not_shorter_than_the_rollout_is_refused(one_room):
+    with pytest.raises(ValueError, match="steps_ahead=12 must be shorter than n_steps=5"):
+        CPCA2C("CnnPolicy", one_room, n_steps=5, cpc_kwargs=dict(steps_ahead=12))
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(horizon=3), "horizon"), (dict(mode="both"), "mode"), (dict(weight=-1.0), "weight")])
+def test_bad_cpc_kwargs_are_named(one_room, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        CPCPPO("CnnPolicy", one_room, cpc_kwargs=kwargs, **PPO_SMALL)
