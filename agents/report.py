@@ -4,11 +4,16 @@ Report builder: compare agents trained with and without the CPC auxiliary loss o
 A run folder (written by the training scripts) holds:
 
 - ``config.json``: at least ``env_id`` (str), ``algo`` (str), ``cpc`` (bool), ``seed`` (int),
-  ``total_timesteps`` (int);
+  ``total_timesteps`` (int); optionally ``variant`` (str or null; missing or null means ``""``), a
+  free label telling apart ablations of the same algorithm (e.g. CPC mode ``"joint"`` vs
+  ``"separate"``, or different CPC horizons);
 - ``episodes.csv``: header ``step,return,length,success``, one row per finished training episode,
   ``step`` being the global env-step count when it ended (non-decreasing), ``success`` 0 or 1;
 - ``status.json``: ``{"status": "running"|"completed"|"failed"|"interrupted", "num_timesteps": int,
   "error": str or null}``.
+
+Runs are grouped by (env, algo, variant, cpc): the seeds of a group are aggregated together, and a
+repeated (env, algo, variant, cpc, seed) keeps only the first folder.
 
 Only completed runs go into the numbers; every other run folder is listed in the
 "Runs not included" section of ``results.md`` with the reason, never dropped silently.
@@ -38,7 +43,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -54,9 +59,12 @@ STATUS_FILE = "status.json"
 REPORT_FILES = ("results.csv", "results.md", "curves.png")
 
 EPISODE_COLUMNS = ("step", "return", "length", "success")
-RESULT_COLUMNS = ["env", "algo", "cpc", "seed", "steps", "return", "success_rate"]
+RESULT_COLUMNS = ["env", "algo", "variant", "cpc", "seed", "steps", "return", "success_rate"]
+# A run's group, without the seed: the seeds of a group are aggregated together.
+GROUP_COLUMNS = ["env", "algo", "variant", "cpc"]
 STATUSES = ("running", "completed", "failed", "interrupted")
 REQUIRED_CONFIG = {"env_id": str, "algo": str, "cpc": bool, "seed": int, "total_timesteps": int}
+VARIANT_KEY = "variant"  # optional in config.json: str or null, "" when missing or null
 
 # Fraction of the training budget that "final" averages over; also the default learning-curve window.
 FINAL_FRACTION = 0.1
@@ -176,7 +184,7 @@ def read_config(run_dir: PathLike) -> Dict[str, Any]:
     Read and check ``config.json`` of a run folder.
 
     :param run_dir: the run folder
-    :return: the config (extra keys are kept)
+    :return: the config (extra keys are kept), with ``variant`` set to ``""`` when missing or null
     """
     run_dir = Path(run_dir)
     config = _read_json_object(run_dir, CONFIG_FILE)
@@ -189,6 +197,10 @@ def read_config(run_dir: PathLike) -> Dict[str, Any]:
         raise RunLoadError(run_dir, f"{CONFIG_FILE}: 'env_id' and 'algo' must not be empty")
     if config["total_timesteps"] <= 0:
         raise RunLoadError(run_dir, f"{CONFIG_FILE}: 'total_timesteps' must be positive, got {config['total_timesteps']}")
+    variant = config.get(VARIANT_KEY)
+    if variant is not None and not isinstance(variant, str):
+        raise RunLoadError(run_dir, f"{CONFIG_FILE}: '{VARIANT_KEY}' should be str or null, got {variant!r}")
+    config[VARIANT_KEY] = variant or ""
     return config
 
 
@@ -397,13 +409,20 @@ def curve_auc(curve: pd.DataFrame) -> Dict[str, float]:
 
 def run_key(run: Run) -> Dict[str, Any]:
     """
-    Identify a run by env, algo, CPC on/off and seed.
+    Identify a run by env, algo, variant, CPC on/off and seed.
 
     :param run: the run
-    :return: ``{"env", "algo", "cpc", "seed"}``
+    :return: ``{"env", "algo", "variant", "cpc", "seed"}``; ``variant`` is ``""`` when the config has
+        none (or null)
     """
     config = run.config
-    return {"env": config["env_id"], "algo": config["algo"], "cpc": config["cpc"], "seed": config["seed"]}
+    return {
+        "env": config["env_id"],
+        "algo": config["algo"],
+        "variant": config.get(VARIANT_KEY) or "",
+        "cpc": config["cpc"],
+        "seed": config["seed"],
+    }
 
 
 def summarize_run(run: Run, n_points: int = N_POINTS) -> Dict[str, Any]:
@@ -604,7 +623,8 @@ def _budget_mismatches(runs: Sequence[Run]) -> List[Excluded]:
 
 def _duplicates(runs: Sequence[Run]) -> List[Excluded]:
     """
-    Runs repeating the env, algo, CPC setting and seed of an earlier run (in the given order).
+    Runs repeating the env, algo, variant, CPC setting and seed of an earlier run (in the given order);
+    runs differing only in their variant are not repeats.
 
     :param runs: candidate runs
     :return: the repeats to leave out, with the reason
@@ -614,7 +634,7 @@ def _duplicates(runs: Sequence[Run]) -> List[Excluded]:
     for run in runs:
         key = tuple(run_key(run).values())
         if key in first:
-            excluded.append(Excluded(run.run_dir, f"same env, algo, cpc and seed as {first[key]}, which is used instead"))
+            excluded.append(Excluded(run.run_dir, f"same env, algo, variant, cpc and seed as {first[key]}, which is used instead"))
         else:
             first[key] = run.run_dir
     return excluded
@@ -658,7 +678,11 @@ def curves_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame:
 
     :param runs: the runs
     :param n_points: number of marks per curve
-    :return: DataFrame with columns ``env, algo, cpc, seed, steps, return, success_rate``
+    :return: DataFrame with columns ``env, algo, variant, cpc, seed, steps, return, success_rate``
+        (:data:`RESULT_COLUMNS`), sorted by those columns; ``variant`` is ``""`` for runs without one.
+        Written as ``results.csv``, where ``""`` becomes an empty field: read it back with
+        ``pd.read_csv(path, dtype={"variant": str})`` (empty variants then read as NaN, which
+        :func:`curve_bands` and :func:`plot_curves` treat as ``""``)
     """
     frames = [
         learning_curve(run.episodes, run.config["total_timesteps"], n_points).assign(**run_key(run)) for run in runs
@@ -666,7 +690,7 @@ def curves_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame({column: [] for column in RESULT_COLUMNS})
     table = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
-    return table.sort_values(["env", "algo", "cpc", "seed", "steps"], kind="stable").reset_index(drop=True)
+    return table.sort_values(GROUP_COLUMNS + ["seed", "steps"], kind="stable").reset_index(drop=True)
 
 
 def summary_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame:
@@ -675,25 +699,43 @@ def summary_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame
 
     :param runs: the runs
     :param n_points: number of learning-curve marks used for the AUC
-    :return: one row per run
+    :return: one row per run, columns ``env, algo, variant, cpc, seed, final_return, final_success,
+        auc_return, auc_success``
     """
-    columns = ["env", "algo", "cpc", "seed", "final_return", "final_success", "auc_return", "auc_success"]
+    columns = GROUP_COLUMNS + ["seed", "final_return", "final_success", "auc_return", "auc_success"]
     return pd.DataFrame([summarize_run(run, n_points) for run in runs], columns=columns)
+
+
+def _with_variant(curves: pd.DataFrame) -> pd.DataFrame:
+    """
+    Curves with a string ``variant`` column: NaN (an empty field of ``results.csv`` read back) and a
+    missing column (a ``results.csv`` from before variants existed) become ``""``.
+
+    :param curves: output of :func:`curves_table`, possibly read back from ``results.csv``
+    :return: a copy with ``variant`` as strings
+    """
+    curves = curves.copy()
+    if VARIANT_KEY not in curves.columns:
+        curves[VARIANT_KEY] = ""
+    variant = curves[VARIANT_KEY].astype(object)
+    curves[VARIANT_KEY] = variant.where(variant.notna(), "").astype(str)
+    return curves
 
 
 def curve_bands(curves: pd.DataFrame, column: str) -> pd.DataFrame:
     """
-    Mean across seeds and 95% bootstrap band at every mark of every (env, algo, cpc) group.
+    Mean across seeds and 95% bootstrap band at every mark of every (env, algo, variant, cpc) group.
 
-    :param curves: output of :func:`curves_table`
+    :param curves: output of :func:`curves_table` (or ``results.csv`` read back; a NaN or missing
+        ``variant`` counts as ``""``)
     :param column: ``"return"`` or ``"success_rate"``
-    :return: DataFrame with columns ``env, algo, cpc, steps, mean, ci_low, ci_high``
+    :return: DataFrame with columns ``env, algo, variant, cpc, steps, mean, ci_low, ci_high``
     """
     rows = []
-    for (env, algo, cpc, steps), group in curves.groupby(["env", "algo", "cpc", "steps"], sort=True):
+    for key, group in _with_variant(curves).groupby(GROUP_COLUMNS + ["steps"], sort=True):
         stats_ = aggregate(group[column])
-        rows.append({"env": env, "algo": algo, "cpc": cpc, "steps": steps, **{k: stats_[k] for k in ("mean", "ci_low", "ci_high")}})
-    return pd.DataFrame(rows, columns=["env", "algo", "cpc", "steps", "mean", "ci_low", "ci_high"])
+        rows.append({**dict(zip(GROUP_COLUMNS + ["steps"], key)), **{k: stats_[k] for k in ("mean", "ci_low", "ci_high")}})
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS + ["steps", "mean", "ci_low", "ci_high"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -740,44 +782,109 @@ def _cpc_label(cpc: bool) -> str:
     return "on" if cpc else "off"
 
 
+def _variant_cell(variant: str) -> str:
+    """
+    :param variant: a run's variant
+    :return: the variant for a markdown table cell: ``-`` when empty, ``|`` replaced by ``/``
+    """
+    return variant.replace("|", "/") if variant else "-"
+
+
+def _groups(summary: pd.DataFrame) -> Iterator[Tuple[str, bool, str, pd.DataFrame]]:
+    """
+    The (algo, cpc, variant) groups of one env's summary, sorted by algo, then CPC off before on,
+    then variant.
+
+    :param summary: rows of :func:`summary_table` for one env
+    :return: (algo, cpc, variant, rows of the group) for every group
+    """
+    for (algo, cpc, variant), group in summary.groupby(["algo", "cpc", "variant"], sort=True):
+        yield algo, bool(cpc), variant, group
+
+
 def env_table(summary: pd.DataFrame) -> List[str]:
     """
-    Markdown table of one env: a row per (algo, cpc), a column per metric plus the number of seeds.
+    Markdown table of one env: a row per (algo, variant, cpc), sorted by algo, then CPC off before on,
+    then variant (``-`` when empty); a column per metric plus the number of seeds.
 
     :param summary: rows of :func:`summary_table` for one env
     :return: markdown lines
     """
     lines = [
-        "| algo | cpc | seeds | " + " | ".join(title for _, title in METRICS) + " |",
-        "|---|---|---|" + "---|" * len(METRICS),
+        "| algo | variant | cpc | seeds | " + " | ".join(title for _, title in METRICS) + " |",
+        "|---|---|---|---|" + "---|" * len(METRICS),
     ]
-    for (algo, cpc), group in summary.groupby(["algo", "cpc"], sort=True):
+    for algo, cpc, variant, group in _groups(summary):
         cells = [format_cell(aggregate(group[column]), len(group)) for column, _ in METRICS]
-        lines.append(f"| {algo} | {_cpc_label(cpc)} | {len(group)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {algo} | {_variant_cell(variant)} | {_cpc_label(cpc)} | {len(group)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _baseline_variant(variant: str, baseline_variants: Sequence[str]) -> Optional[str]:
+    """
+    The no-CPC variant a CPC variant is compared with: the same variant when it was run without CPC,
+    else the plain no-CPC runs (variant ``""``), else none.
+
+    :param variant: variant of the CPC runs
+    :param baseline_variants: variants run without CPC (same env and algo)
+    :return: the baseline's variant, or None when there is no baseline
+    """
+    if variant in baseline_variants:
+        return variant
+    return "" if "" in baseline_variants else None
+
+
+def _difference_line(label: str, with_cpc: pd.DataFrame, without: pd.DataFrame, baseline_variant: str) -> str:
+    """
+    One CPC-minus-no-CPC line.
+
+    :param label: algo, followed by the CPC runs' variant when not empty
+    :param with_cpc: summary rows of the CPC runs
+    :param without: summary rows of the baseline's no-CPC runs
+    :param baseline_variant: the baseline's variant (named in the line when not empty)
+    :return: the markdown line
+    """
+    difference = bootstrap_difference(with_cpc["final_success"], without["final_success"])
+    if not np.isfinite(difference["diff"]):
+        return f"- {label}: CPC minus no-CPC final success = n/a (no episode in the final window)"
+    baseline = f"no CPC {baseline_variant}" if baseline_variant else "no CPC"
+    return (
+        f"- {label}: CPC minus no-CPC final success = {difference['diff']:+.3f} "
+        f"[{_number(difference['ci_low'])}, {_number(difference['ci_high'])}] "
+        f"(CPC {_number(_nanmean(with_cpc['final_success']))} over {len(with_cpc)} seed(s), "
+        f"{baseline} {_number(_nanmean(without['final_success']))} over {len(without)} seed(s))"
+    )
 
 
 def cpc_differences(summary: pd.DataFrame) -> List[str]:
     """
-    Lines giving the CPC-minus-no-CPC difference in final success, per algo having both settings.
+    Lines giving the CPC-minus-no-CPC difference in final success, one per (algo, variant) run with
+    CPC, for every algo also run without CPC.
+
+    The baseline of a CPC variant is the no-CPC runs of the same algo with the same variant if there
+    are any, else those with variant ``""``; with neither, the line says there is no baseline. A line
+    is labelled ``algo`` or ``algo variant``, and names the baseline's variant when it is not empty.
 
     :param summary: rows of :func:`summary_table` for one env
     :return: markdown lines (empty when no algo was run both with and without CPC)
     """
     lines = []
     for algo, group in summary.groupby("algo", sort=True):
-        with_cpc, without = group[group["cpc"]], group[~group["cpc"]]
+        with_cpc, without = group[group["cpc"].astype(bool)], group[~group["cpc"].astype(bool)]
         if with_cpc.empty or without.empty:
             continue
-        difference = bootstrap_difference(with_cpc["final_success"], without["final_success"])
-        lines.append(
-            f"- {algo}: CPC minus no-CPC final success = {difference['diff']:+.3f} "
-            f"[{_number(difference['ci_low'])}, {_number(difference['ci_high'])}] "
-            f"(CPC {_number(_nanmean(with_cpc['final_success']))} over {len(with_cpc)} seed(s), "
-            f"no CPC {_number(_nanmean(without['final_success']))} over {len(without)} seed(s))"
-            if np.isfinite(difference["diff"])
-            else f"- {algo}: CPC minus no-CPC final success = n/a (no episode in the final window)"
-        )
+        baseline_variants = sorted(set(without["variant"]))
+        for variant, cpc_rows in with_cpc.groupby("variant", sort=True):
+            label = f"{algo} {variant}" if variant else algo
+            baseline = _baseline_variant(variant, baseline_variants)
+            if baseline is None:
+                wanted = f"with variant '{variant}' or without variant" if variant else "without variant"
+                lines.append(
+                    f"- {label}: CPC minus no-CPC final success = n/a (no baseline: no no-CPC run of {algo} "
+                    f"{wanted}; no-CPC variants: {', '.join(baseline_variants)})"
+                )
+                continue
+            lines.append(_difference_line(label, cpc_rows, without[without["variant"] == baseline], baseline))
     return lines
 
 
@@ -851,11 +958,18 @@ def _plot_band(axes: Any, band: pd.DataFrame, label: str, color: Any, linestyle:
 def plot_curves(curves: pd.DataFrame) -> Figure:
     """
     Learning curves: one column per env, rows = return and success rate vs steps, one line per
-    (algo, cpc) with the mean across seeds and a shaded 95% bootstrap band per mark.
+    (algo, variant, cpc) with the mean across seeds and a shaded 95% bootstrap band per mark.
 
-    :param curves: output of :func:`curves_table`
+    Lines are labelled ``<algo> <variant> CPC on|off`` (no variant when empty) and ordered like the
+    markdown tables (algo, CPC off before on, variant). Every (algo, variant, cpc) of the whole figure
+    has its own colour, the same in every panel; CPC on is solid, CPC off dashed (past 10 groups the
+    colours repeat with dotted / dash-dot lines).
+
+    :param curves: output of :func:`curves_table` (or ``results.csv`` read back; a NaN or missing
+        ``variant`` counts as ``""``)
     :return: the figure (Agg canvas, not registered with pyplot)
     """
+    curves = _with_variant(curves)
     envs = sorted(curves["env"].unique())
     figure = Figure(figsize=(PANEL_WIDTH_IN * max(len(envs), 1), FIGURE_HEIGHT_IN), dpi=FIGURE_DPI, layout="constrained")
     FigureCanvasAgg(figure)
@@ -863,15 +977,18 @@ def plot_curves(curves: pd.DataFrame) -> Figure:
         figure.text(0.5, 0.5, "no runs included", ha="center", va="center")
         return figure
     grid = figure.subplots(2, len(envs), squeeze=False, sharex="col")
-    algos = sorted(curves["algo"].unique())
-    colors = {algo: f"C{index % 10}" for index, algo in enumerate(algos)}
+    groups = sorted({(algo, bool(cpc), variant) for algo, cpc, variant in curves[["algo", "cpc", "variant"]].itertuples(index=False)})
+    styles = {
+        group: (f"C{index % 10}", ("-" if group[1] else "--") if index < 10 else (":" if group[1] else "-."))
+        for index, group in enumerate(groups)
+    }
     for row, (column, ylabel) in enumerate((("return", "mean return"), ("success_rate", "success rate"))):
         bands = curve_bands(curves, column)
         for col, env in enumerate(envs):
             axes = grid[row][col]
-            for (algo, cpc), band in bands[bands["env"] == env].groupby(["algo", "cpc"], sort=True):
-                label = f"{algo} + CPC" if cpc else f"{algo} (no CPC)"
-                _plot_band(axes, band, label, colors[algo], "-" if cpc else "--")
+            for (algo, cpc, variant), band in bands[bands["env"] == env].groupby(["algo", "cpc", "variant"], sort=True):
+                label = " ".join(part for part in (algo, variant, f"CPC {_cpc_label(bool(cpc))}") if part)
+                _plot_band(axes, band, label, *styles[(algo, bool(cpc), variant)])
             axes.set_ylabel(ylabel)
             axes.grid(alpha=0.3)
             if row == 0:
@@ -887,12 +1004,13 @@ def plot_curves(curves: pd.DataFrame) -> Figure:
 # ----------------------------------------------------------------------------------------------
 
 
-def check_out_dir(out_dir: PathLike) -> None:
+def check_out_dir(out_dir: PathLike, also_allowed: Iterable[str] = ()) -> None:
     """
     Make sure a report may be written into ``out_dir`` without overwriting unrelated data.
 
     :param out_dir: output folder; it may be absent, empty, or hold only the files of an earlier
         report (``results.csv``, ``results.md``, ``curves.png``)
+    :param also_allowed: further entry names that belong there (the comparison tool's ``runs``, ``logs``)
     :raises ValueError: naming the unrelated entries otherwise
     """
     out_dir = Path(out_dir)
@@ -900,7 +1018,12 @@ def check_out_dir(out_dir: PathLike) -> None:
         return
     if not out_dir.is_dir():
         raise ValueError(f"refusing to write the report to {out_dir}: it exists and is not a folder")
-    unrelated = sorted(entry.name for entry in out_dir.iterdir() if entry.name not in REPORT_FILES or not entry.is_file())
+    allowed = set(also_allowed)
+    unrelated = sorted(
+        entry.name
+        for entry in out_dir.iterdir()
+        if entry.name not in allowed and (entry.name not in REPORT_FILES or not entry.is_file())
+    )
     if unrelated:
         raise ValueError(
             f"refusing to write the report into {out_dir}: it holds entries that are not from an earlier report: "
@@ -918,18 +1041,23 @@ def _budgets(runs: Sequence[Run]) -> Dict[str, int]:
     return {run.config["env_id"]: run.config["total_timesteps"] for run in runs}
 
 
-def build_report(run_dirs: Iterable[PathLike], out_dir: PathLike, n_points: int = N_POINTS) -> ReportPaths:
+def build_report(
+    run_dirs: Iterable[PathLike], out_dir: PathLike, n_points: int = N_POINTS, also_allowed: Iterable[str] = ()
+) -> ReportPaths:
     """
-    Write ``results.csv``, ``results.md`` and ``curves.png`` comparing runs with and without CPC.
+    Write ``results.csv``, ``results.md`` and ``curves.png`` comparing runs with and without CPC,
+    grouped by (env, algo, variant, cpc) (see :func:`curves_table`, :func:`env_table`,
+    :func:`cpc_differences`, :func:`plot_curves`).
 
     :param run_dirs: run folders (see the module docstring); failed, incomplete or unreadable ones are
         listed under "Runs not included" in ``results.md``
     :param out_dir: output folder, created if needed; checked with :func:`check_out_dir` first
     :param n_points: number of learning-curve marks per run
+    :param also_allowed: entries besides an earlier report that ``out_dir`` may hold (see :func:`check_out_dir`)
     :return: the paths written
     """
     out_dir = Path(out_dir)
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, also_allowed)
     runs, excluded = select_runs(run_dirs)
     curves = curves_table(runs, n_points)
     summary = summary_table(runs, n_points)

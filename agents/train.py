@@ -78,6 +78,8 @@ class Args:
     cpc_context_dim: int = _flag("size of the CPC GRU context", default=256)
     cpc_temperature: Optional[float] = _flag("score temperature (unset: none)", default=None)
     cpc_action_conditioning: bool = _flag("CPC|Action: predict the future given the actions taken", default=False)
+    variant: str = _flag("free label of this configuration, for ablations in the comparison report", default="")
+    torch_threads: int = _flag("torch CPU threads (0: torch's default; compare sets cores / parallel runs)", default=0)
     progress: bool = _flag("show a progress bar", default=True)
     verbose: int = _flag("SB3 verbosity (1 prints the training tables)", default=0)
 
@@ -128,9 +130,10 @@ def resolve(args: Args, algo: str) -> Dict[str, Any]:
             negatives=args.cpc_negatives, n_negatives=n_negatives, context_dim=args.cpc_context_dim,
             temperature=args.cpc_temperature, action_conditioning=args.cpc_action_conditioning,
         )
-    run_name = args.run_name or f"{args.env}__{algo}{'' if args.no_cpc else '_cpc'}__seed{args.seed}"
+    variant = f"__{args.variant}" if args.variant else ""
+    run_name = args.run_name or f"{args.env}__{algo}{'' if args.no_cpc else '_cpc'}{variant}__seed{args.seed}"
     return dict(
-        env_id=args.env, algo=algo, cpc=not args.no_cpc, seed=args.seed,
+        env_id=args.env, algo=algo, cpc=not args.no_cpc, seed=args.seed, variant=args.variant,
         total_timesteps=args.total_timesteps if args.total_timesteps is not None else DEFAULT_TOTAL_TIMESTEPS,
         n_envs=args.n_envs, vec_env=args.vec_env, checkpoint_every=args.checkpoint_every, run_name=run_name,
         algo_kwargs=algo_kwargs, cpc_kwargs=cpc_kwargs,
@@ -210,11 +213,12 @@ def train(algo: str, args: Args) -> Path:
     """Run (or resume) one training run; returns its folder."""
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
-    from torch.utils.tensorboard import SummaryWriter
 
-    from cpc_rl.sb3.callbacks import EpisodeLogger, PeriodicCheckpoint, ProgressBar, checkpoint_path, save_atomically, truncate_episode_log
+    from cpc_rl.sb3.callbacks import EpisodeLogger, PeriodicCheckpoint, ProgressBar, checkpoint_path, save_atomically
     from envs import check_env_id, check_image_observation_space, make_vec_env
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     checkpoint = None
     if args.resume:
         run_dir, checkpoint = find_resume_checkpoint(args.resume)
@@ -237,24 +241,12 @@ def train(algo: str, args: Args) -> Path:
     venv = make_vec_env(config["env_id"], n_envs=config["n_envs"], seed=config["seed"], vec_env=config["vec_env"])
     try:
         check_image_observation_space(venv.observation_space, config["env_id"])
-    except ValueError:
+        model = _load_or_build(config, checkpoint, venv, run_dir, args)
+    except Exception as error:
         venv.close()
+        if checkpoint is None:  # a new run that could not start; a failed resume leaves the run as it was
+            write_status(run_dir, "failed", 0, f"{type(error).__name__}: {error}")
         raise
-    algorithm = algorithm_class(config["algo"], config["cpc"])
-    if checkpoint is not None:
-        model = load_checkpoint(algorithm, checkpoint, venv, args.device)
-        dropped = truncate_episode_log(run_dir / "episodes.csv", model.num_timesteps)
-        print(f"resuming {run_dir} from {checkpoint.name} at step {model.num_timesteps} "
-              f"({dropped} later episodes dropped from the log)", file=sys.stderr)
-    else:
-        extra = {} if config["cpc_kwargs"] is None else {"cpc_kwargs": config["cpc_kwargs"]}
-        model = algorithm(
-            policy_name(config["algo"], venv.observation_space), venv, seed=config["seed"], device=args.device,
-            verbose=args.verbose, **config["algo_kwargs"], **extra,
-        )
-        writer = SummaryWriter(str(run_dir / "tb"))
-        writer.add_text("hyperparameters", hyperparameter_table(config))
-        writer.close()
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"] + (["stdout"] if args.verbose else [])))
 
     on_save = lambda path: write_status(run_dir, "running", model.num_timesteps)  # noqa: E731
@@ -287,6 +279,30 @@ def train(algo: str, args: Args) -> Path:
     write_status(run_dir, "completed", model.num_timesteps)
     print(f"done: {model.num_timesteps} steps; run folder {run_dir} (tensorboard --logdir {run_dir / 'tb'})", file=sys.stderr)
     return run_dir
+
+
+def _load_or_build(config: Dict[str, Any], checkpoint: Optional[Path], venv, run_dir: Path, args: Args):
+    """The model of a run: loaded from its checkpoint when resuming, else built from the configuration."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from cpc_rl.sb3.callbacks import truncate_episode_log
+
+    algorithm = algorithm_class(config["algo"], config["cpc"])
+    if checkpoint is not None:
+        model = load_checkpoint(algorithm, checkpoint, venv, args.device)
+        dropped = truncate_episode_log(run_dir / "episodes.csv", model.num_timesteps)
+        print(f"resuming {run_dir} from {checkpoint.name} at step {model.num_timesteps} "
+              f"({dropped} later episodes dropped from the log)", file=sys.stderr)
+        return model
+    extra = {} if config["cpc_kwargs"] is None else {"cpc_kwargs": config["cpc_kwargs"]}
+    model = algorithm(
+        policy_name(config["algo"], venv.observation_space), venv, seed=config["seed"], device=args.device,
+        verbose=args.verbose, **config["algo_kwargs"], **extra,
+    )
+    writer = SummaryWriter(str(run_dir / "tb"))
+    writer.add_text("hyperparameters", hyperparameter_table(config))
+    writer.close()
+    return model
 
 
 def _versions() -> Dict[str, str]:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from agents.report import (
+    RunLoadError,
     aggregate,
     bootstrap_difference,
     build_report,
@@ -31,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ENV_A = "MiniWorld-OneRoom-v0"
 ENV_B = "MiniWorld-Hallway-v0"
+NO_VARIANT = object()  # write_run: leave the 'variant' key out of config.json
 
 
 def write_run(
@@ -46,10 +48,14 @@ def write_run(
     num_timesteps: Optional[int] = None,
     error: Optional[str] = None,
     write_episodes: bool = True,
+    variant: Any = NO_VARIANT,
 ) -> Path:
-    """Write a synthetic run folder; default episodes: one every 100 steps with return 1, success 1."""
+    """Write a synthetic run folder; default episodes: one every 100 steps with return 1, success 1;
+    default config: no 'variant' key."""
     run_dir.mkdir(parents=True)
     config = {"env_id": env, "algo": algo, "cpc": cpc, "seed": seed, "total_timesteps": total, "n_envs": 4}
+    if variant is not NO_VARIANT:
+        config["variant"] = variant
     (run_dir / "config.json").write_text(json.dumps(config))
     if episodes is None:
         episodes = [(step, 1.0, 50, 1) for step in range(100, total + 1, 100)]
@@ -200,6 +206,9 @@ def test_load_run_reads_the_contract(tmp_path: Path) -> None:
          "'step' decreases on line 3"),
         (lambda d: (d / "episodes.csv").write_text("step,return,length,success\n5,1,1,2\n"), "'success' must be 0 or 1"),
         (lambda d: (d / "status.json").write_text('{"status": "done", "num_timesteps": 1}'), "'status' should be one of"),
+        (lambda d: (d / "config.json").write_text(
+            '{"env_id": "x", "algo": "ppo", "cpc": true, "seed": 0, "total_timesteps": 10, "variant": 3}'),
+         "'variant' should be str or null"),
     ],
 )
 def test_load_run_names_folder_and_problem(tmp_path: Path, breakage: Any, problem: str) -> None:
@@ -251,7 +260,8 @@ def test_build_report_numbers(tmp_path: Path) -> None:
     assert paths == (tmp_path / "out" / "results.csv", tmp_path / "out" / "results.md", tmp_path / "out" / "curves.png")
 
     results = pd.read_csv(paths.csv)
-    assert list(results.columns) == ["env", "algo", "cpc", "seed", "steps", "return", "success_rate"]
+    assert list(results.columns) == ["env", "algo", "variant", "cpc", "seed", "steps", "return", "success_rate"]
+    assert results["variant"].isna().all()  # no run has a variant: empty fields
     assert len(results) == 5 * 50  # five included runs, 50 marks each
     seed1 = results[(results["env"] == ENV_A) & ~results["cpc"] & (results["seed"] == 1)]
     assert seed1["steps"].tolist() == list(range(20, 1001, 20))
@@ -263,15 +273,20 @@ def test_build_report_numbers(tmp_path: Path) -> None:
     markdown = paths.markdown.read_text()
     assert "Runs included: 5; not included: 3." in markdown
     assert (
-        "| ppo | off | 2 | 0.750 [0.500, 1.000] (IQM 0.750) | 0.500 [0.000, 1.000] (IQM 0.500) "
+        "| ppo | - | off | 2 | 0.750 [0.500, 1.000] (IQM 0.750) | 0.500 [0.000, 1.000] (IQM 0.500) "
         "| 0.750 [0.500, 1.000] (IQM 0.750) | 0.500 [0.000, 1.000] (IQM 0.500) |" in markdown
     )
     assert (
-        "| ppo | on | 2 | 1.000 [1.000, 1.000] (IQM 1.000) | 1.000 [1.000, 1.000] (IQM 1.000) "
+        "| ppo | - | on | 2 | 1.000 [1.000, 1.000] (IQM 1.000) | 1.000 [1.000, 1.000] (IQM 1.000) "
         "| 1.000 [1.000, 1.000] (IQM 1.000) | 1.000 [1.000, 1.000] (IQM 1.000) |" in markdown
     )
-    assert "| a2c | on | 1 | 0.250 [0.250, 0.250] (IQM 0.250) | 0.000 [0.000, 0.000] (IQM 0.000)" in markdown
-    assert "- ppo: CPC minus no-CPC final success = +0.500 [0.000, 1.000]" in markdown
+    assert "| algo | variant | cpc | seeds | final return | final success | AUC return | AUC success |" in markdown
+    assert "| a2c | - | on | 1 | 0.250 [0.250, 0.250] (IQM 0.250) | 0.000 [0.000, 0.000] (IQM 0.000)" in markdown
+    assert (
+        "- ppo: CPC minus no-CPC final success = +0.500 [0.000, 1.000] "
+        "(CPC 1.000 over 2 seed(s), no CPC 0.500 over 2 seed(s))" in markdown
+    )
+    assert markdown.count("CPC minus no-CPC") == 1
     assert "- no algo was run both with and without CPC" in markdown  # the a2c env
     # per-env sections, then the excluded runs last
     assert markdown.index(f"## {ENV_B}") < markdown.index(f"## {ENV_A}") < markdown.index("## Runs not included")
@@ -300,11 +315,11 @@ def test_build_report_budget_mismatch_duplicates_and_empty_windows(tmp_path: Pat
     write_run(runs / "g_short_completed", seed=7, num_timesteps=800)
     markdown = build_report(find_run_dirs(runs), tmp_path / "out").markdown.read_text()
     assert f"| {runs / 'c_short'} | total_timesteps 500 differs from 1000 used by the other runs of {ENV_A} |" in markdown
-    assert f"| {runs / 'd_repeat'} | same env, algo, cpc and seed as {runs / 'b'}, which is used instead |" in markdown
+    assert f"| {runs / 'd_repeat'} | same env, algo, variant, cpc and seed as {runs / 'b'}, which is used instead |" in markdown
     assert f"| {runs / 'f_nothing'} | no episode finished within total_timesteps 1000 |" in markdown
     assert f"| {runs / 'g_short_completed'} | status 'completed' but num_timesteps 800 < total_timesteps 1000 |" in markdown
     # e_no_final has no final value: 2 of its 3 seeds count for "final", all 3 for the AUC
-    assert "| ppo | off | 3 | 1.000 [1.000, 1.000] (IQM 1.000) (n=2) |" in markdown
+    assert "| ppo | - | off | 3 | 1.000 [1.000, 1.000] (IQM 1.000) (n=2) |" in markdown
 
 
 def test_curves_png_and_axes(tmp_path: Path) -> None:
@@ -317,9 +332,149 @@ def test_curves_png_and_axes(tmp_path: Path) -> None:
     assert [ax.get_ylabel() for ax in axes] == ["mean return"] * 2 + ["success rate"] * 2
     assert [ax.get_xlabel() for ax in axes] == [""] * 2 + ["env steps"] * 2
     legend = [text.get_text() for text in axes[1].get_legend().get_texts()]
-    assert legend == ["ppo (no CPC)", "ppo + CPC"]
+    assert legend == ["ppo CPC off", "ppo CPC on"]
     assert len(axes[1].lines) == 2 and len(axes[0].lines) == 1
     assert len(axes[1].collections) == 2  # one shaded band per line
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants (ablations of one algo)
+# ----------------------------------------------------------------------------------------------
+
+
+def variant_runs(root: Path) -> list:
+    """ppo in ENV_A: a no-CPC baseline without variant (seed 0: no key, return 1.0 / success 1;
+    seed 1: null, 0.5 / 0), CPC "joint" (2 seeds, 1.0 / 1) and CPC "separate" (seed 0: 1.0 / 1;
+    seed 1: return 0.5, and in the final window (900, 1000] one success at 950 and one failure at 1000,
+    so final success 0.5)."""
+    separate_s1 = [(step, 0.5, 50, 1) for step in range(100, 901, 100)] + [(950, 0.5, 50, 1), (1000, 0.5, 50, 0)]
+    return [
+        write_run(root / "ppo_nocpc_s0", seed=0, episodes=constant_episodes(1.0, 1)),
+        write_run(root / "ppo_nocpc_s1", seed=1, episodes=constant_episodes(0.5, 0), variant=None),
+        write_run(root / "ppo_joint_s0", cpc=True, seed=0, variant="joint", episodes=constant_episodes(1.0, 1)),
+        write_run(root / "ppo_joint_s1", cpc=True, seed=1, variant="joint", episodes=constant_episodes(1.0, 1)),
+        write_run(root / "ppo_separate_s0", cpc=True, seed=0, variant="separate", episodes=constant_episodes(1.0, 1)),
+        write_run(root / "ppo_separate_s1", cpc=True, seed=1, variant="separate", episodes=separate_s1),
+    ]
+
+
+def test_runs_without_variant_load_as_empty_variant(tmp_path: Path) -> None:
+    assert load_run(write_run(tmp_path / "missing")).config["variant"] == ""
+    assert load_run(write_run(tmp_path / "null", variant=None)).config["variant"] == ""
+    assert load_run(write_run(tmp_path / "set", variant="joint")).config["variant"] == "joint"
+    with pytest.raises(RunLoadError, match="'variant' should be str or null, got True"):
+        load_run(write_run(tmp_path / "bad", variant=True))
+
+
+def test_variant_results_csv(tmp_path: Path) -> None:
+    paths = build_report(variant_runs(tmp_path / "runs"), tmp_path / "out")
+    results = pd.read_csv(paths.csv, dtype={"variant": str})
+    assert list(results.columns) == ["env", "algo", "variant", "cpc", "seed", "steps", "return", "success_rate"]
+    assert len(results) == 6 * 50
+    results["variant"] = results["variant"].fillna("")  # "" is written as an empty field
+    seeds = results.groupby(["variant", "cpc"])["seed"].unique().map(sorted).to_dict()
+    assert seeds == {("", False): [0, 1], ("joint", True): [0, 1], ("separate", True): [0, 1]}
+    # rows sorted by env, algo, variant, cpc, seed, steps
+    assert results["variant"].tolist() == [""] * 100 + ["joint"] * 100 + ["separate"] * 100
+    last = results[results["steps"] == 1000].set_index(["variant", "seed"])["success_rate"].to_dict()
+    assert last == {("", 0): 1.0, ("", 1): 0.0, ("joint", 0): 1.0, ("joint", 1): 1.0, ("separate", 0): 1.0, ("separate", 1): 0.5}
+
+
+def test_variant_markdown_rows_and_differences(tmp_path: Path) -> None:
+    markdown = build_report(variant_runs(tmp_path / "runs"), tmp_path / "out").markdown.read_text()
+    assert "Runs included: 6; not included: 0." in markdown
+    ones = "1.000 [1.000, 1.000] (IQM 1.000)"
+    three_quarters = "0.750 [0.500, 1.000] (IQM 0.750)"  # seeds 1.0 and 0.5
+    half = "0.500 [0.000, 1.000] (IQM 0.500)"  # seeds 1 and 0
+    rows = [line for line in markdown.splitlines() if line.startswith("| ppo |")]
+    assert len(rows) == 3  # one per (variant, cpc), no-CPC first
+    assert rows[0] == f"| ppo | - | off | 2 | {three_quarters} | {half} | {three_quarters} | {half} |"
+    assert rows[1] == f"| ppo | joint | on | 2 | {ones} | {ones} | {ones} | {ones} |"
+    # "separate": final return (1.0, 0.5), final success (1, 0.5); AUC success of seed 1: of its 46
+    # non-empty marks (100..1000), only the last window (900, 1000] (950 success, 1000 failure) is 0.5,
+    # so (45 + 0.5) / 46 = 0.98913; with seed 0 at 1.0 the mean is 0.99457 and the CI [0.98913, 1]
+    separate_auc_success = "0.995 [0.989, 1.000] (IQM 0.995)"
+    assert rows[2] == (
+        f"| ppo | separate | on | 2 | {three_quarters} | {three_quarters} | {three_quarters} | {separate_auc_success} |"
+    )
+    differences = [line for line in markdown.splitlines() if "CPC minus no-CPC" in line]
+    # joint: [1, 1] vs [1, 0]: 1.0 - 0.5; CI from resample means of the baseline in {0, 0.5, 1}
+    # separate: [1, 0.5] vs [1, 0]: 0.75 - 0.5; the CI ends are 0.5 - 1 and 1 - 0 (each with probability 1/16)
+    assert differences == [
+        "- ppo joint: CPC minus no-CPC final success = +0.500 [0.000, 1.000] "
+        "(CPC 1.000 over 2 seed(s), no CPC 0.500 over 2 seed(s))",
+        "- ppo separate: CPC minus no-CPC final success = +0.250 [-0.500, 1.000] "
+        "(CPC 0.750 over 2 seed(s), no CPC 0.500 over 2 seed(s))",
+    ]
+
+
+def test_variant_baseline_choice(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    # a2c: no-CPC runs with variant "h4" (success 0) and without variant (success 1)
+    write_run(runs / "a2c_nocpc_h4", algo="a2c", variant="h4", episodes=constant_episodes(1.0, 0))
+    write_run(runs / "a2c_nocpc", algo="a2c", episodes=constant_episodes(1.0, 1))
+    write_run(runs / "a2c_cpc_h4", algo="a2c", cpc=True, variant="h4", episodes=constant_episodes(1.0, 1))
+    write_run(runs / "a2c_cpc_h8", algo="a2c", cpc=True, variant="h8", episodes=constant_episodes(1.0, 1))
+    # ppo: the only no-CPC variant is "h4", so CPC "h8" has no baseline
+    write_run(runs / "ppo_nocpc_h4", variant="h4", episodes=constant_episodes(1.0, 0))
+    write_run(runs / "ppo_cpc_h8", cpc=True, variant="h8", episodes=constant_episodes(1.0, 1))
+    markdown = build_report(find_run_dirs(runs), tmp_path / "out").markdown.read_text()
+    differences = [line for line in markdown.splitlines() if "CPC minus no-CPC" in line]
+    assert differences == [
+        # same variant preferred over the plain baseline
+        "- a2c h4: CPC minus no-CPC final success = +1.000 [1.000, 1.000] "
+        "(CPC 1.000 over 1 seed(s), no CPC h4 0.000 over 1 seed(s))",
+        # no "h8" without CPC: the baseline without variant
+        "- a2c h8: CPC minus no-CPC final success = +0.000 [0.000, 0.000] "
+        "(CPC 1.000 over 1 seed(s), no CPC 1.000 over 1 seed(s))",
+        "- ppo h8: CPC minus no-CPC final success = n/a (no baseline: no no-CPC run of ppo "
+        "with variant 'h8' or without variant; no-CPC variants: h4)",
+    ]
+    rows = [line.split(" | ")[:4] for line in markdown.splitlines() if line.startswith(("| a2c |", "| ppo |"))]
+    assert rows == [
+        ["| a2c", "-", "off", "1"],
+        ["| a2c", "h4", "off", "1"],
+        ["| a2c", "h4", "on", "1"],
+        ["| a2c", "h8", "on", "1"],
+        ["| ppo", "h4", "off", "1"],
+        ["| ppo", "h8", "on", "1"],
+    ]
+
+
+def test_duplicates_distinguish_variants(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_run(runs / "a_joint", cpc=True, variant="joint")
+    write_run(runs / "b_separate", cpc=True, variant="separate")  # same seed, other variant: kept
+    write_run(runs / "c_joint_repeat", cpc=True, variant="joint")
+    write_run(runs / "d_plain", cpc=True)
+    write_run(runs / "e_null_repeat", cpc=True, variant=None)  # null is the same as no variant
+    paths = build_report(find_run_dirs(runs), tmp_path / "out")
+    markdown = paths.markdown.read_text()
+    assert "Runs included: 3; not included: 2." in markdown
+    same = "same env, algo, variant, cpc and seed as"
+    assert f"| {runs / 'c_joint_repeat'} | {same} {runs / 'a_joint'}, which is used instead |" in markdown
+    assert f"| {runs / 'e_null_repeat'} | {same} {runs / 'd_plain'}, which is used instead |" in markdown
+    assert {row.split(" | ")[1] for row in markdown.splitlines() if row.startswith("| ppo |")} == {"-", "joint", "separate"}
+    results = pd.read_csv(paths.csv, dtype={"variant": str})
+    assert results["variant"].fillna("").value_counts().to_dict() == {"": 50, "joint": 50, "separate": 50}
+
+
+def test_variant_curves_legend_and_styles(tmp_path: Path) -> None:
+    paths = build_report(variant_runs(tmp_path / "runs"), tmp_path / "out")
+    for curves in (pd.read_csv(paths.csv), pd.read_csv(paths.csv, dtype={"variant": str})):
+        figure = plot_curves(curves)
+        for axes in figure.axes:
+            assert len(axes.lines) == 3 and len(axes.collections) == 3
+        top = figure.axes[0]
+        assert [text.get_text() for text in top.get_legend().get_texts()] == [
+            "ppo CPC off", "ppo joint CPC on", "ppo separate CPC on"
+        ]
+        styles = [(line.get_color(), line.get_linestyle()) for line in top.lines]
+        assert len({color for color, _ in styles}) == 3  # one colour per (algo, variant, cpc)
+        assert [style for _, style in styles] == ["--", "-", "-"]
+    # a results.csv from before variants (no variant column) still plots
+    old = plot_curves(pd.read_csv(paths.csv).drop(columns="variant"))
+    assert [text.get_text() for text in old.axes[0].get_legend().get_texts()] == ["ppo CPC off", "ppo CPC on"]
 
 
 def test_report_with_no_included_run(tmp_path: Path) -> None:
