@@ -71,7 +71,7 @@ class Args:
     ent_coef: float = _flag("entropy bonus coefficient", default=0.0)
     cpc_weight: float = _flag("weight of the CPC loss", default=1.0)
     cpc_steps_ahead: Optional[int] = _flag("K, steps predicted ahead (algorithm default if unset)", default=None)
-    cpc_mode: str = _flag("separate (a CPC phase after each update) or joint (in every update step)", default="separate")
+    cpc_mode: str = _flag("auto (joint for A2C, separate for PPO), separate (a CPC phase after each update) or joint (in every update step)", default="auto")
     cpc_epochs: int = _flag("separate mode: CPC passes over each rollout", default=1)
     cpc_negatives: str = _flag("negative strategy: batch, batch_excluding_own, same_sequence", default="batch")
     cpc_n_negatives: str = _flag("negatives per positive, or 'all'", default="128")

@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two agents")
     parser.add_argument("--updates", type=int, default=2, help="updates per agent per round")
-    parser.add_argument("--cpc-mode", default="separate")
+    parser.add_argument("--cpc-mode", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     algos = ("ppo", "a2c") if args.algo == "both" else (args.algo,)

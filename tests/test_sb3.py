@@ -148,3 +148,40 @@ def test_horizon_not_shorter_than_the_rollout_is_refused(one_room):
 def test_bad_cpc_kwargs_are_named(one_room, kwargs, name):
     with pytest.raises(ValueError, match=name):
         CPCPPO("CnnPolicy", one_room, cpc_kwargs=kwargs, **PPO_SMALL)
+
+
+def test_auto_mode_is_joint_for_a2c_and_separate_for_ppo(one_room):
+    assert CPCA2C("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4), **SMALL).cpc_mode == "joint"
+    assert CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4), **PPO_SMALL).cpc_mode == "separate"
+
+
+def test_a2c_joint_mode_reuses_the_update_features_and_adds_the_cpc_gradient(one_room):
+    """The update's shuffled features are put back in time order, the features pass through unchanged, and
+    the encoder gradient is the RL gradient plus weight x the CPC gradient."""
+    weight = 0.7
+    model = CPCA2C("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, n_negatives=16, weight=weight), **SMALL)
+    assert model._cpc_shared_forward
+    collect_one_rollout(model)
+    model._cpc_read_rollout()
+    frames = model._cpc_rollout["observations"].reshape(64, 3, 60, 80)  # entry i: env i // 32, step i % 32
+    shuffled = np.random.RandomState(0).permutation(64)
+    parameters = list(model._cpc_encoder().parameters())
+
+    def encoder_gradients(capture):
+        model.policy.zero_grad()
+        model._cpc_capture, model._cpc_batch_indices, model._cpc_outputs = capture, shuffled, []
+        torch.manual_seed(1)  # the same negatives in both CPC evaluations
+        features = model._cpc_latents(frames[shuffled][None])[0]  # as the update encodes its batch
+        (1e-3 * features.square().sum()).backward()  # a stand-in for the RL loss, on the scale of the CPC term
+        return [p.grad.clone() for p in parameters], features.detach()
+
+    joint, joint_features = encoder_gradients(True)
+    assert len(model._cpc_outputs) == 1
+    plain, plain_features = encoder_gradients(False)
+    assert torch.equal(joint_features, plain_features)
+    model.policy.zero_grad()
+    torch.manual_seed(1)
+    (weight * model.cpc_loss().loss).backward()  # CPC on the rollout in time order, computed directly
+    for j, p, c in zip(joint, plain, [q.grad for q in parameters]):
+        assert torch.allclose(j, p + c, rtol=1e-4, atol=1e-7)
+        assert not torch.allclose(j, p, rtol=1e-4, atol=1e-7)  # the CPC part is not negligible

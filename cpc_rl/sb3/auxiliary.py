@@ -10,10 +10,14 @@ Two ways to combine it with the RL loss, chosen by ``mode``:
 
 - ``"separate"``: after the algorithm's own update, a CPC phase on the same rollout: ``epochs`` passes
   over the env sequences in chunks of ``batch_envs``, each one optimizer step on ``weight * L_cpc``.
-- ``"joint"``: every optimizer step of the algorithm also carries ``weight * L_cpc`` on a chunk of
-  ``batch_envs`` env sequences, so the step follows the gradient of ``L_rl + weight * L_cpc``. The CPC
-  gradient is added through a step pre-hook on the policy optimizer (a public PyTorch API), which leaves
-  SB3's ``train()`` untouched; the summed gradient is clipped to ``max_grad_norm`` again.
+- ``"joint"``: every optimizer step of the algorithm follows the gradient of ``L_rl + weight * L_cpc``.
+  Where the update encodes the whole rollout in one batch (A2C), the CPC loss is computed on those very
+  features, put back in (env, time) order, and joined to the graph, so the encoder runs once for both
+  losses. Otherwise (PPO's shuffled minibatches) each optimizer step also takes the CPC gradient of a
+  chunk of ``batch_envs`` env sequences, added by a step pre-hook on the policy optimizer (a public
+  PyTorch API), and the summed gradient is clipped to ``max_grad_norm`` again.
+- ``"auto"`` (default): joint for whole-rollout updates (A2C), separate otherwise (PPO, RecurrentPPO).
+  docs/results.md has the measurements behind this choice.
 """
 
 from __future__ import annotations
@@ -32,7 +36,12 @@ from cpc_rl.losses import CPCOutput
 from cpc_rl.model import CPCHead
 from cpc_rl.sb3.spaces import image_observation_key
 
-CPC_MODES = ("separate", "joint")
+CPC_MODES = ("auto", "separate", "joint")
+
+# Separate mode's default chunk: about this many frames (whole env sequences) per CPC step. Dense negative
+# scoring grows with the square of the chunk; measured on 2 CPU cores, a PPO rollout of 8 envs x 128 steps
+# took 0.86 s per CPC phase in one chunk of 8 envs, 0.71 s in two chunks of 4 and 0.74 s in four of 2.
+SEPARATE_CHUNK_FRAMES = 512
 
 
 @dataclass
@@ -41,15 +50,17 @@ class CPCAuxiliaryConfig:
     those of :class:`~cpc_rl.config.CPCHeadConfig` (``steps_ahead``, ``negatives``, ...).
 
     :param weight: weight of the CPC loss against the RL loss
-    :param mode: ``"separate"`` (a CPC phase after the RL update) or ``"joint"`` (in every RL step)
+    :param mode: ``"separate"`` (a CPC phase after the RL update), ``"joint"`` (in every RL step) or
+        ``"auto"`` (joint where the update takes the whole rollout at once, as A2C's does; else separate)
     :param epochs: separate mode: passes over the rollout per update
-    :param batch_envs: env sequences per CPC step (None: separate mode takes all envs at once; joint mode
-        takes the share of envs that matches the algorithm's minibatch share of the rollout)
+    :param batch_envs: env sequences per CPC step (None: separate mode takes chunks of about 512 frames,
+        i.e. 4 envs of a 128-step rollout; joint mode takes the share of envs that matches the algorithm's
+        minibatch share of the rollout)
     :param image_key: Dict observations: the image key to encode (None: the only image key)
     """
 
     weight: float = 1.0
-    mode: str = "separate"
+    mode: str = "auto"
     epochs: int = 1
     batch_envs: Optional[int] = None
     image_key: Optional[str] = None
@@ -116,6 +127,14 @@ class CPCAuxiliaryMixin:
         self.policy.optimizer.add_param_group({"params": list(head.parameters())})
         self._cpc_rollout: Optional[Dict[str, Any]] = None
         self._cpc_outputs: List[CPCOutput] = []
+        whole_rollout_updates = getattr(self, "batch_size", None) is None  # A2C
+        mode = self.cpc_config.mode
+        self.cpc_mode = ("joint" if whole_rollout_updates else "separate") if mode == "auto" else mode
+        self._cpc_shared_forward = self.cpc_mode == "joint" and whole_rollout_updates
+        self._cpc_capture = False
+        if self._cpc_shared_forward:
+            self._cpc_record_sample_order()
+            self._cpc_encoder().register_forward_hook(self._cpc_forward_hook)
 
     def _cpc_encoder(self) -> torch.nn.Module:
         """The policy's pixel encoder: the (actor's) features extractor, or its image branch for Dict inputs."""
@@ -167,6 +186,36 @@ class CPCAuxiliaryMixin:
         order = torch.randperm(self.n_envs, device=self.device)
         return list(order.split(batch_envs))
 
+    # --- joint, sharing the update's forward pass (whole-rollout updates) -----------------------------
+
+    def _cpc_record_sample_order(self) -> None:
+        """Remember which rollout entries each batch of ``rollout_buffer.get()`` holds: the buffer shuffles
+        them, and the CPC loss needs them back in time order."""
+        buffer = self.rollout_buffer
+        get_samples = buffer._get_samples
+        self._cpc_batch_indices: Optional[np.ndarray] = None
+
+        def recording_get_samples(batch_inds, env=None):
+            self._cpc_batch_indices = batch_inds
+            return get_samples(batch_inds, env)
+
+        buffer._get_samples = recording_get_samples
+
+    def _cpc_forward_hook(self, module, inputs, output):
+        """During the update, join ``weight * L_cpc`` on these very features to the graph."""
+        rollout_size = self.n_steps * self.n_envs
+        indices = self._cpc_batch_indices
+        if not (self._cpc_capture and torch.is_grad_enabled() and indices is not None and len(indices) == rollout_size):
+            return None
+        # Flattened buffer entry i is env i // n_steps at step i % n_steps; row j of ``output`` is entry indices[j].
+        inverse = torch.argsort(torch.as_tensor(indices, device=output.device))
+        latents = output.index_select(0, inverse).reshape(self.n_envs, self.n_steps, -1)
+        rollout = self._cpc_rollout
+        actions = rollout["actions"] if self.policy.cpc_head.config.action_conditioning else None
+        result = self.policy.cpc_head(latents, episode_starts=rollout["episode_starts"], actions=actions)
+        self._cpc_outputs.append(result)
+        return _JoinAuxiliaryLoss.apply(output, self.cpc_config.weight * result.loss)
+
     # --- training -----------------------------------------------------------------------------------
 
     def _cpc_backward(self, env_indices: torch.Tensor) -> None:
@@ -188,7 +237,7 @@ class CPCAuxiliaryMixin:
         return max(1, round(self.n_envs * batch_size / (self.n_steps * self.n_envs)))
 
     def _cpc_separate_phase(self) -> None:
-        batch_envs = min(self.cpc_config.batch_envs or self.n_envs, self.n_envs)
+        batch_envs = min(self.cpc_config.batch_envs or max(1, SEPARATE_CHUNK_FRAMES // self.n_steps), self.n_envs)
         self.policy.set_training_mode(True)
         for _ in range(self.cpc_config.epochs):
             for env_indices in self._cpc_chunks(batch_envs):
@@ -201,7 +250,13 @@ class CPCAuxiliaryMixin:
         # Read the rollout first: the algorithm's rollout_buffer.get() flattens its arrays in place.
         self._cpc_read_rollout()
         self._cpc_outputs = []
-        if self.cpc_config.mode == "joint":
+        if self._cpc_shared_forward:
+            self._cpc_capture = True
+            try:
+                super().train()
+            finally:
+                self._cpc_capture = False
+        elif self.cpc_mode == "joint":
             self._cpc_joint_batch_envs = self._cpc_joint_chunk_size()
             self._cpc_joint_chunks: List[torch.Tensor] = []
             handle = self.policy.optimizer.register_step_pre_hook(self._cpc_joint_pre_step)
@@ -225,3 +280,17 @@ class CPCAuxiliaryMixin:
         for k, value in enumerate(accuracy.tolist(), start=1):
             self.logger.record(f"cpc/accuracy_k{k}", value)
         self.cpc_last_loss = loss.item()
+
+
+class _JoinAuxiliaryLoss(torch.autograd.Function):
+    """Passes ``features`` through unchanged and joins ``auxiliary_loss`` to the graph: when the RL loss is
+    back-propagated through the features, the auxiliary loss gets gradient 1, so the step follows
+    ``L_rl + auxiliary_loss`` and the encoder's backward runs once for both."""
+
+    @staticmethod
+    def forward(ctx, features, auxiliary_loss):
+        return features.clone()
+
+    @staticmethod
+    def backward(ctx, grad_features):
+        return grad_features, torch.ones((), dtype=grad_features.dtype, device=grad_features.device)
