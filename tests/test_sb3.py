@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.logger import configure
 
@@ -54,10 +55,12 @@ def test_agents_train_with_cpc_and_log_it(one_room, tmp_path, algorithm, policy,
     assert np.isfinite(model.cpc_last_loss)
 
 
-@pytest.mark.parametrize("algorithm", [PPO, A2C])
-def test_agents_without_cpc_log_no_cpc_tags(one_room, tmp_path, algorithm):
-    kwargs = PPO_SMALL if algorithm is PPO else SMALL
-    model = algorithm("CnnPolicy", one_room, **kwargs)
+@pytest.mark.parametrize(
+    "algorithm, policy, kwargs",
+    [(PPO, "CnnPolicy", PPO_SMALL), (A2C, "CnnPolicy", SMALL), (RecurrentPPO, "CnnLstmPolicy", dict(PPO_SMALL, batch_size=32))],
+)
+def test_agents_without_cpc_log_no_cpc_tags(one_room, tmp_path, algorithm, policy, kwargs):
+    model = algorithm(policy, one_room, **kwargs)
     model.set_logger(configure(str(tmp_path), ["tensorboard"]))
     model.learn(2048, log_interval=1)
     tags = tensorboard_tags(tmp_path)
