@@ -1,27 +1,6 @@
 """Environments for cpc-rl: MiniWorld (headless through EGL) as vectorised stable-baselines3 envs."""
 
-from envs.miniworld import (
-    DISPLAY_ENV_VAR,
-    EGL_INSTALL_HINT,
-    EpisodeSuccess,
-    check_env_id,
-    check_image_observation_space,
-    image_observation_key,
-    import_miniworld,
-    make_env,
-    make_vec_env,
-    miniworld_env_ids,
-)
+from envs import miniworld
+from envs.miniworld import *  # noqa: F401,F403  (the public names are miniworld.__all__)
 
-__all__ = [
-    "DISPLAY_ENV_VAR",
-    "EGL_INSTALL_HINT",
-    "EpisodeSuccess",
-    "check_env_id",
-    "check_image_observation_space",
-    "image_observation_key",
-    "import_miniworld",
-    "make_env",
-    "make_vec_env",
-    "miniworld_env_ids",
-]
+__all__ = list(miniworld.__all__)
