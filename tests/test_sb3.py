@@ -116,6 +116,11 @@ def test_save_and_load_keep_the_head_its_config_and_the_optimizer(one_room, tmp_
     for (name, a), (_, b) in zip(model.policy.state_dict().items(), loaded.policy.state_dict().items()):
         assert torch.equal(a, b), name
     assert len(loaded.policy.optimizer.param_groups) == 2
+    import json
+    import zipfile
+
+    saved = json.loads(zipfile.ZipFile(tmp_path / "agent.zip").read("data"))
+    assert "cpc_kwargs" in saved and not any(key.startswith("_cpc_") or key == "cpc_config" for key in saved)
     head_param = next(loaded.policy.cpc_head.parameters())
     assert "exp_avg" in loaded.policy.optimizer.state[head_param]
     loaded.learn(64, reset_num_timesteps=False)

@@ -103,6 +103,11 @@ class CPCAuxiliaryMixin:
         self.cpc_kwargs = dict(cpc_kwargs or {})
         super().__init__(*args, **kwargs)
 
+    def _excluded_save_params(self) -> List[str]:
+        # Only cpc_kwargs is saved: the configs, mode and buffers are rebuilt from it by _setup_model on load.
+        runtime = [name for name in self.__dict__ if name.startswith("_cpc_")] + ["cpc_config", "cpc_mode"]
+        return super()._excluded_save_params() + runtime
+
     # --- set-up -------------------------------------------------------------------------------------
 
     def _setup_model(self) -> None:
@@ -213,7 +218,7 @@ class CPCAuxiliaryMixin:
         rollout = self._cpc_rollout
         actions = rollout["actions"] if self.policy.cpc_head.config.action_conditioning else None
         result = self.policy.cpc_head(latents, episode_starts=rollout["episode_starts"], actions=actions)
-        self._cpc_outputs.append(result)
+        self._cpc_outputs.append(result._replace(loss=result.loss.detach()))
         return _JoinAuxiliaryLoss.apply(output, self.cpc_config.weight * result.loss)
 
     # --- training -----------------------------------------------------------------------------------
@@ -222,7 +227,7 @@ class CPCAuxiliaryMixin:
         with torch.enable_grad():
             output = self.cpc_loss(env_indices)
             (self.cpc_config.weight * output.loss).backward()
-        self._cpc_outputs.append(output)
+        self._cpc_outputs.append(output._replace(loss=output.loss.detach()))
 
     def _cpc_joint_pre_step(self, optimizer, args, kwargs) -> None:
         if not self._cpc_joint_chunks:
@@ -273,7 +278,7 @@ class CPCAuxiliaryMixin:
     def _cpc_log(self) -> None:
         if not self._cpc_outputs:
             return
-        loss = torch.stack([o.loss.detach() for o in self._cpc_outputs]).mean()
+        loss = torch.stack([o.loss for o in self._cpc_outputs]).mean()
         accuracy = torch.stack([o.accuracy_per_step for o in self._cpc_outputs]).nanmean(0)
         self.logger.record("cpc/loss", loss.item())
         self.logger.record("cpc/accuracy", accuracy.nanmean().item())
