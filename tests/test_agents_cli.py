@@ -115,3 +115,16 @@ def test_an_existing_run_is_not_overwritten(tmp_path):
     assert agent("ppo_cpc", *args).returncode == 0
     result = agent("ppo_cpc", *args)
     assert result.returncode == 2 and "--resume" in result.stderr
+
+
+@pytest.mark.parametrize("algo, n_steps, steps_ahead, weight", [("ppo", 128, 12, 1.0), ("a2c", 32, 8, 0.1), ("recurrent_ppo", 128, 12, 1.0)])
+def test_per_algorithm_defaults_and_overrides(algo, n_steps, steps_ahead, weight):
+    from agents.train import parse_args, resolve
+
+    config = resolve(parse_args(algo, []), algo)
+    assert config["algo_kwargs"]["n_steps"] == n_steps
+    assert config["cpc_kwargs"]["steps_ahead"] == steps_ahead < n_steps
+    assert config["cpc_kwargs"]["weight"] == weight and config["cpc_kwargs"]["mode"] == "auto"
+    changed = resolve(parse_args(algo, ["--cpc-weight", "0.3", "--n-steps", "64", "--no-cpc"]), algo)
+    assert changed["algo_kwargs"]["n_steps"] == 64 and changed["cpc_kwargs"] is None and changed["cpc"] is False
+    assert resolve(parse_args(algo, ["--cpc-weight", "0.3"]), algo)["cpc_kwargs"]["weight"] == 0.3
