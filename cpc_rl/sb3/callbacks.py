@@ -90,14 +90,17 @@ class ProgressBar(BaseCallback):
         self._last = 0
 
     def _on_training_start(self) -> None:
-        from tqdm.auto import tqdm
-
         import sys
+
+        from tqdm.auto import tqdm
 
         interval = self.mininterval if self.mininterval is not None else (0.5 if sys.stderr.isatty() else 10.0)
         self._last = self.model.num_timesteps
+        # On-policy algorithms stop after whole rollouts, so the run ends at the next multiple past the target.
+        per_rollout = getattr(self.model, "n_steps", 1) * self.model.n_envs
+        total = self._last + -(-(self.total_timesteps - self._last) // per_rollout) * per_rollout
         self._bar = tqdm(
-            total=self.total_timesteps, initial=self._last, unit="step", unit_scale=True,
+            total=max(total, self._last), initial=self._last, unit="step", unit_scale=True,
             mininterval=interval, dynamic_ncols=True, smoothing=0.05,
         )
 
