@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from typing import Dict, List, Optional, Sequence
 from agents.report import build_report, check_out_dir, find_run_dirs
 
 PLAN_FILE = "compare.json"
+INTERRUPTED = 130  # the agents' exit status after Ctrl-C or SIGTERM, once their checkpoint is saved
 COMPARE_ENTRIES = ("runs", "logs", PLAN_FILE)
 
 
@@ -122,7 +124,12 @@ def run_all(specs: Sequence[RunSpec], args: argparse.Namespace, out: Path, agent
                 if process.poll() is not None:
                     log.close()
                     codes[name] = process.returncode
-                    outcome = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see logs/{name}.log)"
+                    if process.returncode == 0:
+                        outcome = "done"
+                    elif process.returncode == INTERRUPTED:
+                        outcome = "interrupted (checkpoint saved; the same command continues it)"
+                    else:
+                        outcome = f"FAILED (exit {process.returncode}, see logs/{name}.log)"
                     print(f"finished {name} in {time.time() - start:.0f} s: {outcome}", flush=True)
                     del running[name]
     except KeyboardInterrupt:
@@ -134,6 +141,10 @@ def run_all(specs: Sequence[RunSpec], args: argparse.Namespace, out: Path, agent
         print("interrupted: run the same command again to continue", file=sys.stderr)
         raise
     return codes
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def parse(argv: Optional[Sequence[str]]):
@@ -183,17 +194,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     specs = plan_runs(env_ids, args.seeds, args.algo)
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         codes = run_all(specs, args, out, agent_args)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     paths = build_report(find_run_dirs(out / "runs"), out, also_allowed=COMPARE_ENTRIES)
-    failed = sorted(name for name, code in codes.items() if code != 0)
+    failed = sorted(name for name, code in codes.items() if code not in (0, INTERRUPTED))
+    interrupted = sorted(name for name, code in codes.items() if code == INTERRUPTED)
+    if interrupted:
+        print(f"{len(interrupted)} run(s) interrupted, not in the report yet: run the same command to continue", file=sys.stderr)
     print(f"report: {paths.markdown}, {paths.csv}, {paths.figure}")
     if failed:
         print(f"{len(failed)} run(s) failed and are listed in the report: {', '.join(failed)}", file=sys.stderr)
         return 1
-    return 0
+    return INTERRUPTED if interrupted else 0
 
 
 if __name__ == "__main__":
