@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from agents.report import build_report, check_out_dir, find_run_dirs
+from agents.train import INTERRUPTED, raise_keyboard_interrupt, write_json
 
 PLAN_FILE = "compare.json"
-INTERRUPTED = 130  # the agents' exit status after Ctrl-C or SIGTERM, once their checkpoint is saved
 COMPARE_ENTRIES = ("runs", "logs", PLAN_FILE)
 
 
@@ -143,10 +143,6 @@ def run_all(specs: Sequence[RunSpec], args: argparse.Namespace, out: Path, agent
     return codes
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def parse(argv: Optional[Sequence[str]]):
     argv = list(sys.argv[1:] if argv is None else argv)
     agent_args: List[str] = []
@@ -189,12 +185,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plan = {"algo": args.algo, "env_ids": env_ids, "seeds": args.seeds, "total_timesteps": args.total_timesteps, "agent_args": agent_args}
         check_comparison_dir(out, plan)
         out.mkdir(parents=True, exist_ok=True)
-        (out / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+        write_json(out / PLAN_FILE, plan)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     specs = plan_runs(env_ids, args.seeds, args.algo)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         codes = run_all(specs, args, out, agent_args)
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 ALGOS = ("ppo", "a2c", "recurrent_ppo")
+INTERRUPTED = 130  # exit status after Ctrl-C or SIGTERM, once the checkpoint is saved
 DEFAULT_TOTAL_TIMESTEPS = 100_000
 
 # Per-algorithm defaults for MiniWorld (3 actions, 60x80 frames). A2C's SB3 default of 5 steps per rollout
@@ -207,7 +208,8 @@ def hyperparameter_table(config: Dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _raise_keyboard_interrupt(signum, frame):
+def raise_keyboard_interrupt(signum, frame):
+    """Signal handler: SIGTERM stops training the way Ctrl-C does (a checkpoint is saved first)."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -261,7 +263,7 @@ def train(algo: str, args: Args) -> Path:
     # log_interval=1: TensorBoard gets every update (SB3's A2C default of 100 updates is 25,600 steps here).
     remaining = config["total_timesteps"] - model.num_timesteps
     write_status(run_dir, "running", model.num_timesteps)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         if remaining > 0:
             model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False, log_interval=1)
@@ -322,4 +324,4 @@ def main(algo: str, argv=None) -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None

@@ -183,7 +183,10 @@ class CPCAuxiliaryMixin:
         rollout = self._cpc_rollout
         if env_indices is not None:
             rollout = {key: value[env_indices] for key, value in rollout.items()}
-        latents = self._cpc_latents(rollout["observations"])
+        return self._cpc_head_loss(self._cpc_latents(rollout["observations"]), rollout)
+
+    def _cpc_head_loss(self, latents: torch.Tensor, rollout: Dict[str, torch.Tensor]) -> CPCOutput:
+        """The head's loss on latents ``(B, T, D)`` of the given rollout sequences."""
         actions = rollout["actions"] if self.policy.cpc_head.config.action_conditioning else None
         return self.policy.cpc_head(latents, episode_starts=rollout["episode_starts"], actions=actions)
 
@@ -215,9 +218,7 @@ class CPCAuxiliaryMixin:
         # Flattened buffer entry i is env i // n_steps at step i % n_steps; row j of ``output`` is entry indices[j].
         inverse = torch.argsort(torch.as_tensor(indices, device=output.device))
         latents = output.index_select(0, inverse).reshape(self.n_envs, self.n_steps, -1)
-        rollout = self._cpc_rollout
-        actions = rollout["actions"] if self.policy.cpc_head.config.action_conditioning else None
-        result = self.policy.cpc_head(latents, episode_starts=rollout["episode_starts"], actions=actions)
+        result = self._cpc_head_loss(latents, self._cpc_rollout)
         self._cpc_outputs.append(result._replace(loss=result.loss.detach()))
         return _JoinAuxiliaryLoss.apply(output, self.cpc_config.weight * result.loss)
 
@@ -236,10 +237,11 @@ class CPCAuxiliaryMixin:
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
 
     def _cpc_joint_chunk_size(self) -> int:
+        """Env sequences per joint step: the minibatch's share of the rollout, ``batch_size / n_steps`` envs.
+        (Only minibatch algorithms get here: whole-rollout updates share their forward pass instead.)"""
         if self.cpc_config.batch_envs is not None:
             return min(self.cpc_config.batch_envs, self.n_envs)
-        batch_size = getattr(self, "batch_size", None) or self.n_steps * self.n_envs  # A2C: the whole rollout
-        return max(1, round(self.n_envs * batch_size / (self.n_steps * self.n_envs)))
+        return min(self.n_envs, max(1, round(self.batch_size / self.n_steps)))
 
     def _cpc_separate_phase(self) -> None:
         batch_envs = min(self.cpc_config.batch_envs or max(1, SEPARATE_CHUNK_FRAMES // self.n_steps), self.n_envs)
