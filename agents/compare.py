@@ -4,6 +4,7 @@
         --total-timesteps 500000 --algo ppo --out results/fourrooms
     python -m agents.compare ... --out DIR -- --cpc-steps-ahead 8 --n-envs 16   # after --: agent flags
     python -m agents.compare --from-runs runs/ other_runs/ --out DIR             # report only, no training
+    python -m agents.compare --from-runs DIR/runs --report-steps 250000 --out DIR250k  # first 250k steps of each
 
 Each (env, seed, CPC on/off) is one run of ``agents.<algo>_cpc`` in ``DIR/runs/<name>`` (log in
 ``DIR/logs/<name>.log``), up to ``--jobs`` at a time, each with ``cores / jobs`` torch threads. Then
@@ -159,11 +160,20 @@ def parse(argv: Optional[Sequence[str]]):
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: the core count)")
     parser.add_argument("--out", required=True, type=Path, help="folder for runs/, logs/ and the report")
     parser.add_argument("--from-runs", nargs="+", type=Path, metavar="DIR", help="only build the report from these run folders")
+    parser.add_argument(
+        "--report-steps", type=int, default=None, metavar="STEPS",
+        help="with --from-runs: measure every run over its first STEPS env steps, counting runs stopped after "
+        "that many (see agents.report --steps)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.total_timesteps < 1:
         parser.error("--seeds, --jobs and --total-timesteps must be positive")
     if args.from_runs and (args.env or agent_args):
         parser.error("--from-runs builds a report only: it takes no --env or agent flags")
+    if args.report_steps is not None and not args.from_runs:
+        parser.error("--report-steps goes with --from-runs (a comparison reports its completed runs)")
+    if args.report_steps is not None and args.report_steps < 1:
+        parser.error("--report-steps must be a positive number of env steps")
     return args, agent_args
 
 
@@ -174,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.from_runs:
             check_out_dir(out)
             run_dirs = sorted({d for root in args.from_runs for d in find_run_dirs(root)})
-            paths = build_report(run_dirs, out)
+            paths = build_report(run_dirs, out, steps=args.report_steps)
             print(f"report: {paths.markdown}, {paths.csv}, {paths.figure}")
             return 0
         from envs import check_env_id

@@ -16,7 +16,10 @@ Runs are grouped by (env, algo, variant, cpc): the seeds of a group are aggregat
 repeated (env, algo, variant, cpc, seed) keeps only the first folder.
 
 Only completed runs go into the numbers; every other run folder is listed in the
-"Runs not included" section of ``results.md`` with the reason, never dropped silently.
+"Runs not included" section of ``results.md`` with the reason, never dropped silently. With
+``steps=S`` (``--steps S``) every run is instead measured over its first ``S`` env steps, as if ``S``
+had been its budget: runs stopped early (interrupted, or still running) count once they have trained
+``S`` steps, and runs with fewer steps, or failed ones, are listed as not included.
 
 Definitions used throughout:
 
@@ -600,6 +603,26 @@ def exclusion_reason(run: Run) -> Optional[str]:
     return None
 
 
+def truncate_run(run: Run, steps: int) -> Optional[Run]:
+    """
+    The run measured over its first ``steps`` env steps, as if that had been its budget: the episodes
+    that ended later are dropped and ``total_timesteps`` becomes ``steps`` (the trained budget is kept
+    as ``config["budget_timesteps"]``). PPO's and A2C's default schedules are constant, so the first
+    ``S`` steps of a longer run are an ``S``-step run.
+
+    :param run: the run
+    :param steps: env steps to measure over
+    :return: the truncated run, marked completed; None when the run failed or has not trained ``steps``
+        steps (:func:`exclusion_reason` then says why)
+    """
+    if run.status["status"] == "failed" or run.status["num_timesteps"] < steps:
+        return None
+    config = {**run.config, "total_timesteps": steps, "budget_timesteps": run.config["total_timesteps"]}
+    status = {**run.status, "status": "completed", "num_timesteps": steps}
+    episodes = run.episodes[run.episodes["step"] <= steps].reset_index(drop=True)
+    return Run(run_dir=run.run_dir, config=config, episodes=episodes, status=status)
+
+
 def _budget_mismatches(runs: Sequence[Run]) -> List[Excluded]:
     """
     Runs whose budget differs from the one most runs of the same env used (ties: the larger budget),
@@ -640,13 +663,17 @@ def _duplicates(runs: Sequence[Run]) -> List[Excluded]:
     return excluded
 
 
-def select_runs(run_dirs: Iterable[PathLike]) -> Tuple[List[Run], List[Excluded]]:
+def select_runs(run_dirs: Iterable[PathLike], steps: Optional[int] = None) -> Tuple[List[Run], List[Excluded]]:
     """
     Load run folders and split them into the runs to report and the ones left out.
 
     :param run_dirs: run folders
+    :param steps: measure every run over its first ``steps`` env steps (see :func:`truncate_run`);
+        None: completed runs over their whole budget
     :return: (included runs, excluded folders with reasons), both in the given order
     """
+    if steps is not None and steps <= 0:
+        raise ValueError(f"steps must be a positive number of env steps, got {steps}")
     candidates: List[Run] = []
     excluded: List[Excluded] = []
     for run_dir in run_dirs:
@@ -655,6 +682,12 @@ def select_runs(run_dirs: Iterable[PathLike]) -> Tuple[List[Run], List[Excluded]
         except RunLoadError as error:
             excluded.append(Excluded(Path(run_dir), _unloadable_reason(error)))
             continue
+        if steps is not None:
+            truncated = truncate_run(run, steps)
+            if truncated is None:
+                excluded.append(Excluded(run.run_dir, f"{_status_text(run.status)}, not the {steps} steps measured"))
+                continue
+            run = truncated
         reason = exclusion_reason(run)
         if reason is None:
             candidates.append(run)
@@ -902,14 +935,22 @@ def excluded_section(excluded: Sequence[Excluded]) -> List[str]:
     return lines + [f"| {item.run_dir} | {item.reason.replace('|', '/')} |" for item in excluded]
 
 
-def format_markdown(summary: pd.DataFrame, excluded: Sequence[Excluded], budgets: Dict[str, int], n_points: int = N_POINTS) -> str:
+def format_markdown(
+    summary: pd.DataFrame,
+    excluded: Sequence[Excluded],
+    budgets: Dict[str, int],
+    n_points: int = N_POINTS,
+    trained: Optional[Dict[str, List[int]]] = None,
+) -> str:
     """
     The whole ``results.md``.
 
     :param summary: output of :func:`summary_table`
     :param excluded: folders left out, with the reasons
-    :param budgets: total_timesteps per env
+    :param budgets: total_timesteps per env (the steps measured)
     :param n_points: number of learning-curve marks used for the AUC
+    :param trained: with ``--steps``: per env, the budgets the included runs were trained for (and
+        their reached steps are at least the budget measured)
     :return: markdown text
     """
     lines = [
@@ -926,7 +967,11 @@ def format_markdown(summary: pd.DataFrame, excluded: Sequence[Excluded], budgets
     ]
     for env in sorted(budgets):
         env_summary = summary[summary["env"] == env]
-        lines += [f"## {env}", "", f"total_timesteps: {budgets[env]}", ""] + env_table(env_summary) + [""]
+        budget_line = f"total_timesteps: {budgets[env]}"
+        if trained and env in trained:
+            planned = ", ".join(str(total) for total in trained[env])
+            budget_line = f"steps measured: the first {budgets[env]} of each run (runs planned for {planned} steps)"
+        lines += [f"## {env}", "", budget_line, ""] + env_table(env_summary) + [""]
         differences = cpc_differences(env_summary)
         lines += (differences or ["- no algo was run both with and without CPC"]) + [""]
     return "\n".join(lines + excluded_section(excluded)) + "\n"
@@ -1042,7 +1087,11 @@ def _budgets(runs: Sequence[Run]) -> Dict[str, int]:
 
 
 def build_report(
-    run_dirs: Iterable[PathLike], out_dir: PathLike, n_points: int = N_POINTS, also_allowed: Iterable[str] = ()
+    run_dirs: Iterable[PathLike],
+    out_dir: PathLike,
+    n_points: int = N_POINTS,
+    also_allowed: Iterable[str] = (),
+    steps: Optional[int] = None,
 ) -> ReportPaths:
     """
     Write ``results.csv``, ``results.md`` and ``curves.png`` comparing runs with and without CPC,
@@ -1054,17 +1103,25 @@ def build_report(
     :param out_dir: output folder, created if needed; checked with :func:`check_out_dir` first
     :param n_points: number of learning-curve marks per run
     :param also_allowed: entries besides an earlier report that ``out_dir`` may hold (see :func:`check_out_dir`)
+    :param steps: measure every run over its first ``steps`` env steps, including runs stopped after
+        that many (see :func:`truncate_run`); None: completed runs over their whole budget
     :return: the paths written
     """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, also_allowed)
-    runs, excluded = select_runs(run_dirs)
+    runs, excluded = select_runs(run_dirs, steps)
+    trained = None
+    if steps is not None:
+        trained = {}
+        for run in runs:
+            trained.setdefault(run.config["env_id"], set()).add(run.config["budget_timesteps"])
+        trained = {env: sorted(totals) for env, totals in trained.items()}
     curves = curves_table(runs, n_points)
     summary = summary_table(runs, n_points)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = ReportPaths(csv=out_dir / REPORT_FILES[0], markdown=out_dir / REPORT_FILES[1], figure=out_dir / REPORT_FILES[2])
     curves.to_csv(paths.csv, index=False)
-    paths.markdown.write_text(format_markdown(summary, excluded, _budgets(runs), n_points), encoding="utf-8")
+    paths.markdown.write_text(format_markdown(summary, excluded, _budgets(runs), n_points, trained), encoding="utf-8")
     plot_curves(curves).savefig(paths.figure, format="png")
     return paths
 
@@ -1094,13 +1151,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("roots", nargs="+", type=Path, metavar="RUNS_ROOT", help="folder searched recursively for run folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder for results.csv, results.md, curves.png")
     parser.add_argument("--n-points", type=int, default=N_POINTS, help="learning-curve marks per run (default: %(default)s)")
+    parser.add_argument(
+        "--steps", type=int, default=None,
+        help="measure every run over its first STEPS env steps, counting runs stopped after that many "
+        "(default: completed runs over their whole budget)",
+    )
     args = parser.parse_args(argv)
     try:
         check_out_dir(args.out)
         run_dirs = _collect_run_dirs(args.roots)
         if not run_dirs:
             raise ValueError(f"no run folder (holding {CONFIG_FILE}) under {', '.join(map(str, args.roots))}")
-        paths = build_report(run_dirs, args.out, args.n_points)
+        paths = build_report(run_dirs, args.out, args.n_points, steps=args.steps)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     for path in paths:

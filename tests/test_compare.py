@@ -77,3 +77,19 @@ def test_report_from_existing_runs(tmp_path):
     (run / "status.json").write_text(json.dumps({"status": "completed", "num_timesteps": 100, "error": None}))
     assert compare_main(["--from-runs", str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
     assert "| ppo | - | on | 1 | 0.500" in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_report_from_existing_runs_over_their_first_steps(tmp_path, capsys):
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"env_id": "E", "algo": "ppo", "cpc": True, "seed": 0, "total_timesteps": 1000}))
+    (run / "episodes.csv").write_text("step,return,length,success\n50,1.0,10,1\n95,0.5,10,1\n300,0.0,10,0\n")
+    (run / "status.json").write_text(json.dumps({"status": "interrupted", "num_timesteps": 320, "error": None}))
+    argv = ["--from-runs", str(tmp_path / "runs"), "--report-steps", "100", "--out", str(tmp_path / "report")]
+    assert compare_main(argv) == 0
+    markdown = (tmp_path / "report" / "results.md").read_text()
+    assert "steps measured: the first 100 of each run (runs planned for 1000 steps)" in markdown
+    assert "| ppo | - | on | 1 | 0.500" in markdown  # the step-95 episode; the one at 300 is past the steps measured
+    with pytest.raises(SystemExit):
+        compare_main(["--env", "MiniWorld-OneRoom-v0", "--report-steps", "100", "--out", str(tmp_path / "cmp")])
+    assert "--report-steps goes with --from-runs" in capsys.readouterr().err

@@ -322,6 +322,35 @@ def test_build_report_budget_mismatch_duplicates_and_empty_windows(tmp_path: Pat
     assert "| ppo | - | off | 3 | 1.000 [1.000, 1.000] (IQM 1.000) (n=2) |" in markdown
 
 
+def test_report_over_the_first_steps_of_longer_runs(tmp_path: Path) -> None:
+    """--steps S: runs stopped after S steps count, measured over (0, S] as if S were their budget."""
+    runs = tmp_path / "runs"
+    # success 1 up to step 600, 0 afterwards: over the first 500 steps it is 1 everywhere
+    early_good = [(step, 1.0 if step <= 600 else 0.0, 50, int(step <= 600)) for step in range(100, 1001, 100)]
+    write_run(runs / "interrupted", seed=0, status="interrupted", num_timesteps=700, episodes=early_good[:7])
+    write_run(runs / "completed", seed=1, episodes=early_good)
+    write_run(runs / "running", seed=2, status="running", num_timesteps=520, episodes=early_good[:5])
+    write_run(runs / "too_short", seed=3, status="interrupted", num_timesteps=400, episodes=early_good[:4])
+    write_run(runs / "failed", seed=4, status="failed", num_timesteps=900, error="RuntimeError: boom")
+    paths = build_report(find_run_dirs(runs), tmp_path / "out", steps=500)
+    markdown = paths.markdown.read_text()
+    assert "Runs included: 3; not included: 2." in markdown
+    assert "steps measured: the first 500 of each run (runs planned for 1000 steps)" in markdown
+    # final window (450, 500]: the step-500 episode of each run, success 1; the AUC too
+    assert "| ppo | - | off | 3 | 1.000 [1.000, 1.000] (IQM 1.000) | 1.000 [1.000, 1.000] (IQM 1.000) " in markdown
+    assert f"| {runs / 'too_short'} | status 'interrupted' at 400 steps, not the 500 steps measured |" in markdown
+    assert f"| {runs / 'failed'} | status 'failed' at 900 steps: RuntimeError: boom, not the 500 steps measured |" in markdown
+    results = pd.read_csv(paths.csv)
+    assert results["steps"].max() == 500 and sorted(set(results["seed"])) == [0, 1, 2]
+
+    # over the whole budget only the completed run counts, and its late failures show
+    whole = build_report(find_run_dirs(runs), tmp_path / "whole").markdown.read_text()
+    assert "Runs included: 1; not included: 4." in whole
+    assert "| ppo | - | off | 1 | 0.000 [0.000, 0.000] (IQM 0.000) | 0.000 [0.000, 0.000] (IQM 0.000) " in whole
+    with pytest.raises(ValueError, match="steps must be a positive"):
+        build_report(find_run_dirs(runs), tmp_path / "bad", steps=0)
+
+
 def test_curves_png_and_axes(tmp_path: Path) -> None:
     paths = build_report(example_runs(tmp_path / "runs"), tmp_path / "out")
     assert png_size(paths.figure) == (2 * 500, 700)  # two envs, 5 x 7 inches at 100 dpi each
