@@ -613,7 +613,7 @@ def truncate_run(run: Run, steps: int) -> Optional[Run]:
     :param run: the run
     :param steps: env steps to measure over
     :return: the truncated run, marked completed; None when the run failed or has not trained ``steps``
-        steps (:func:`exclusion_reason` then says why)
+        steps (:func:`select_runs` then lists it as not included, with its status)
     """
     if run.status["status"] == "failed" or run.status["num_timesteps"] < steps:
         return None
