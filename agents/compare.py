@@ -172,8 +172,6 @@ def parse(argv: Optional[Sequence[str]]):
         parser.error("--from-runs builds a report only: it takes no --env or agent flags")
     if args.report_steps is not None and not args.from_runs:
         parser.error("--report-steps goes with --from-runs (a comparison reports its completed runs)")
-    if args.report_steps is not None and args.report_steps < 1:
-        parser.error("--report-steps must be a positive number of env steps")
     return args, agent_args
 
 

@@ -949,8 +949,8 @@ def format_markdown(
     :param excluded: folders left out, with the reasons
     :param budgets: total_timesteps per env (the steps measured)
     :param n_points: number of learning-curve marks used for the AUC
-    :param trained: with ``--steps``: per env, the budgets the included runs were trained for (and
-        their reached steps are at least the budget measured)
+    :param trained: with ``--steps``: per env, the budgets the included runs were planned for
+        (see :func:`_planned_budgets`)
     :return: markdown text
     """
     lines = [
@@ -1086,6 +1086,19 @@ def _budgets(runs: Sequence[Run]) -> Dict[str, int]:
     return {run.config["env_id"]: run.config["total_timesteps"] for run in runs}
 
 
+def _planned_budgets(runs: Sequence[Run]) -> Dict[str, List[int]]:
+    """
+    The budgets that runs measured over their first steps (:func:`truncate_run`) were planned for.
+
+    :param runs: included, truncated runs
+    :return: per env id, the sorted distinct ``budget_timesteps``
+    """
+    planned: Dict[str, set] = {}
+    for run in runs:
+        planned.setdefault(run.config["env_id"], set()).add(run.config["budget_timesteps"])
+    return {env: sorted(totals) for env, totals in planned.items()}
+
+
 def build_report(
     run_dirs: Iterable[PathLike],
     out_dir: PathLike,
@@ -1110,12 +1123,7 @@ def build_report(
     out_dir = Path(out_dir)
     check_out_dir(out_dir, also_allowed)
     runs, excluded = select_runs(run_dirs, steps)
-    trained = None
-    if steps is not None:
-        trained = {}
-        for run in runs:
-            trained.setdefault(run.config["env_id"], set()).add(run.config["budget_timesteps"])
-        trained = {env: sorted(totals) for env, totals in trained.items()}
+    trained = _planned_budgets(runs) if steps is not None else None
     curves = curves_table(runs, n_points)
     summary = summary_table(runs, n_points)
     out_dir.mkdir(parents=True, exist_ok=True)
