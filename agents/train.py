@@ -72,6 +72,7 @@ class Args:
     n_epochs: Optional[int] = _flag("PPO epochs per rollout (algorithm default if unset)", default=None)
     learning_rate: Optional[float] = _flag("learning rate (algorithm default if unset)", default=None)
     ent_coef: float = _flag("entropy bonus coefficient", default=0.0)
+    features_dim: Optional[int] = _flag("size of the pixel encoder's output z_t (NatureCNN's last layer; SB3's 512 if unset)", default=None)
     cpc_weight: Optional[float] = _flag("weight of the CPC loss (algorithm default if unset: 1 for PPO, 0.1 for A2C)", default=None)
     cpc_steps_ahead: Optional[int] = _flag("K, steps predicted ahead (algorithm default if unset)", default=None)
     cpc_mode: str = _flag("auto (joint for A2C, separate for PPO), separate (a CPC phase after each update) or joint (in every update step)", default="auto")
@@ -126,6 +127,8 @@ def resolve(args: Args, algo: str) -> Dict[str, Any]:
             n_negatives = int(n_negatives)
         except ValueError:
             raise ValueError(f"--cpc-n-negatives must be a positive integer or 'all', got {n_negatives!r}") from None
+    if args.features_dim is not None and args.features_dim < 1:
+        raise ValueError(f"--features-dim must be a positive integer, got {args.features_dim}")
     cpc_kwargs = None
     if not args.no_cpc:
         cpc_kwargs = dict(
@@ -139,7 +142,7 @@ def resolve(args: Args, algo: str) -> Dict[str, Any]:
         env_id=args.env, algo=algo, cpc=not args.no_cpc, seed=args.seed, variant=args.variant,
         total_timesteps=args.total_timesteps if args.total_timesteps is not None else DEFAULT_TOTAL_TIMESTEPS,
         n_envs=args.n_envs, vec_env=args.vec_env, checkpoint_every=args.checkpoint_every, run_name=run_name,
-        algo_kwargs=algo_kwargs, cpc_kwargs=cpc_kwargs,
+        algo_kwargs=algo_kwargs, cpc_kwargs=cpc_kwargs, features_dim=args.features_dim,
     )
 
 
@@ -298,10 +301,14 @@ def _load_or_build(config: Dict[str, Any], checkpoint: Optional[Path], venv, run
         print(f"resuming {run_dir} from {checkpoint.name} at step {model.num_timesteps} "
               f"({dropped} later episodes dropped from the log)", file=sys.stderr)
         return model
-    extra = {} if config["cpc_kwargs"] is None else {"cpc_kwargs": config["cpc_kwargs"]}
+    extra: Dict[str, Any] = {} if config["cpc_kwargs"] is None else {"cpc_kwargs": config["cpc_kwargs"]}
+    policy = policy_name(config["algo"], venv.observation_space)
+    if config.get("features_dim") is not None:  # absent from the configs of runs made before the flag existed
+        # NatureCNN takes features_dim; MultiInput policies' CombinedExtractor names its image output cnn_output_dim.
+        key = "cnn_output_dim" if policy.startswith("MultiInput") else "features_dim"
+        extra["policy_kwargs"] = {"features_extractor_kwargs": {key: config["features_dim"]}}
     model = algorithm(
-        policy_name(config["algo"], venv.observation_space), venv, seed=config["seed"], device=args.device,
-        verbose=args.verbose, **config["algo_kwargs"], **extra,
+        policy, venv, seed=config["seed"], device=args.device, verbose=args.verbose, **config["algo_kwargs"], **extra,
     )
     writer = SummaryWriter(str(run_dir / "tb"))
     writer.add_text("hyperparameters", hyperparameter_table(config))

@@ -25,7 +25,7 @@ def agent(script, *args, **kwargs):
 
 def test_ppo_cpc_cli_writes_a_complete_run(tmp_path):
     result = agent("ppo_cpc", "--env", "MiniWorld-OneRoom-v0", "--total-timesteps", "512", "--log-dir", str(tmp_path),
-                   "--run-name", "run", "--checkpoint-every", "128", *SMALL)
+                   "--run-name", "run", "--checkpoint-every", "128", "--features-dim", "48", *SMALL)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
@@ -33,6 +33,11 @@ def test_ppo_cpc_cli_writes_a_complete_run(tmp_path):
     assert config["cpc_kwargs"]["steps_ahead"] == 4 and config["algo_kwargs"]["n_steps"] == 32
     assert json.loads((run / "status.json").read_text()) == {"status": "completed", "num_timesteps": 512, "error": None}
     assert (run / "model.zip").is_file()
+    assert config["features_dim"] == 48
+    from cpc_rl.sb3 import CPCPPO
+
+    model = CPCPPO.load(run / "model.zip", device="cpu")  # the encoder's size, and the CPC head on top of it
+    assert model.policy.features_extractor.features_dim == 48 and model.policy.cpc_head.context.gru.input_size == 48
     assert len(list((run / "checkpoints").glob("step_*.zip"))) == 3  # keeps the newest three
     assert (run / "episodes.csv").read_text().splitlines()[0] == "step,return,length,success"
     tags = tensorboard_tags(run / "tb")
@@ -128,3 +133,6 @@ def test_per_algorithm_defaults_and_overrides(algo, n_steps, steps_ahead, weight
     changed = resolve(parse_args(algo, ["--cpc-weight", "0.3", "--n-steps", "64", "--no-cpc"]), algo)
     assert changed["algo_kwargs"]["n_steps"] == 64 and changed["cpc_kwargs"] is None and changed["cpc"] is False
     assert resolve(parse_args(algo, ["--cpc-weight", "0.3"]), algo)["cpc_kwargs"]["weight"] == 0.3
+    assert config["features_dim"] is None
+    with pytest.raises(ValueError, match="--features-dim must be a positive integer"):
+        resolve(parse_args(algo, ["--features-dim", "0"]), algo)
