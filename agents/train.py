@@ -77,6 +77,8 @@ class Args:
     cpc_steps_ahead: Optional[int] = _flag("K, steps predicted ahead (algorithm default if unset)", default=None)
     cpc_mode: str = _flag("auto (joint for A2C, separate for PPO), separate (a CPC phase after each update) or joint (in every update step)", default="auto")
     cpc_epochs: int = _flag("separate mode: CPC passes over each rollout", default=1)
+    cpc_optimizer: str = _flag("separate mode: shared (the CPC steps go through the policy's Adam) or own (an Adam of its own over encoder and head)", default="shared")
+    cpc_learning_rate: Optional[float] = _flag("--cpc-optimizer own: the CPC phase's learning rate (the agent's if unset)", default=None)
     cpc_negatives: str = _flag("negative strategy: batch, batch_excluding_own, same_sequence", default="batch")
     cpc_n_negatives: str = _flag("negatives per positive, or 'all'", default="128")
     cpc_context_dim: int = _flag("size of the CPC GRU context", default=256)
@@ -129,12 +131,20 @@ def resolve(args: Args, algo: str) -> Dict[str, Any]:
             raise ValueError(f"--cpc-n-negatives must be a positive integer or 'all', got {n_negatives!r}") from None
     if args.features_dim is not None and args.features_dim < 1:
         raise ValueError(f"--features-dim must be a positive integer, got {args.features_dim}")
+    if args.cpc_optimizer not in ("shared", "own"):
+        raise ValueError(f"--cpc-optimizer must be shared or own, got {args.cpc_optimizer!r}")
+    if args.cpc_learning_rate is not None and args.cpc_optimizer != "own":
+        raise ValueError("--cpc-learning-rate sets the CPC phase's own optimizer: add --cpc-optimizer own")
+    if args.cpc_optimizer == "own" and (args.cpc_mode == "joint" or (args.cpc_mode == "auto" and algo == "a2c")):
+        raise ValueError(f"--cpc-optimizer own needs the separate CPC phase, and {algo}'s mode here is joint: "
+                         "add --cpc-mode separate")
     cpc_kwargs = None
     if not args.no_cpc:
         cpc_kwargs = dict(
             weight=pick("cpc_weight"), mode=args.cpc_mode, epochs=args.cpc_epochs, steps_ahead=pick("cpc_steps_ahead"),
             negatives=args.cpc_negatives, n_negatives=n_negatives, context_dim=args.cpc_context_dim,
             temperature=args.cpc_temperature, action_conditioning=args.cpc_action_conditioning,
+            optimizer=args.cpc_optimizer, learning_rate=args.cpc_learning_rate,
         )
     variant = f"__{args.variant}" if args.variant else ""
     run_name = args.run_name or f"{args.env}__{algo}{'' if args.no_cpc else '_cpc'}{variant}__seed{args.seed}"

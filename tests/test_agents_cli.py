@@ -134,5 +134,16 @@ def test_per_algorithm_defaults_and_overrides(algo, n_steps, steps_ahead, weight
     assert changed["algo_kwargs"]["n_steps"] == 64 and changed["cpc_kwargs"] is None and changed["cpc"] is False
     assert resolve(parse_args(algo, ["--cpc-weight", "0.3"]), algo)["cpc_kwargs"]["weight"] == 0.3
     assert config["features_dim"] is None
+    assert config["cpc_kwargs"]["optimizer"] == "shared" and config["cpc_kwargs"]["learning_rate"] is None
+    own_flags = ["--cpc-optimizer", "own", "--cpc-learning-rate", "1e-4", "--cpc-mode", "separate"]
+    own = resolve(parse_args(algo, own_flags), algo)["cpc_kwargs"]
+    assert own["optimizer"] == "own" and own["learning_rate"] == 1e-4
+    with pytest.raises(ValueError, match="add --cpc-optimizer own"):
+        resolve(parse_args(algo, ["--cpc-learning-rate", "1e-4"]), algo)
+    with pytest.raises(ValueError, match="add --cpc-mode separate"):
+        resolve(parse_args(algo, ["--cpc-optimizer", "own", "--cpc-mode", "joint"]), algo)
+    if algo == "a2c":  # auto is joint for A2C
+        with pytest.raises(ValueError, match="a2c's mode here is joint"):
+            resolve(parse_args(algo, ["--cpc-optimizer", "own"]), algo)
     with pytest.raises(ValueError, match="--features-dim must be a positive integer"):
         resolve(parse_args(algo, ["--features-dim", "0"]), algo)

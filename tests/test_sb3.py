@@ -127,6 +127,69 @@ def test_save_and_load_keep_the_head_its_config_and_the_optimizer(one_room, tmp_
     assert loaded.num_timesteps == model.num_timesteps + 64
 
 
+def adam_steps(optimizer, param):
+    state = optimizer.state.get(param, {})
+    return int(state["step"]) if "step" in state else 0
+
+
+def test_shared_optimizer_counts_cpc_steps_in_the_policy_adam(one_room):
+    """The default: the CPC phase steps the policy's Adam, whose state for the encoder counts both updates."""
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, n_negatives=16, epochs=3), **PPO_SMALL)
+    model.learn(64)  # one rollout of 2 x 32: PPO takes 2 epochs x 1 minibatch, then CPC 3 epochs x 1 chunk
+    encoder_param = next(model._cpc_encoder().parameters())
+    assert model.cpc_optimizer is None
+    assert adam_steps(model.policy.optimizer, encoder_param) == 2 + 3
+    assert adam_steps(model.policy.optimizer, next(model.policy.cpc_head.parameters())) == 3
+
+
+def test_own_optimizer_keeps_the_cpc_steps_out_of_the_policy_adam(one_room, tmp_path):
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, n_negatives=16, epochs=3, optimizer="own",
+                                                          learning_rate=1e-4), **PPO_SMALL)
+    head = list(model.policy.cpc_head.parameters())
+    encoder = list(model._cpc_encoder().parameters())
+    policy_params = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    own_params = [p for group in model.cpc_optimizer.param_groups for p in group["params"]]
+    assert not policy_params & {id(p) for p in head}
+    assert {id(p) for p in own_params} == {id(p) for p in encoder + head}
+    assert type(model.cpc_optimizer) is type(model.policy.optimizer)
+    weights = encoder_weights(model)
+    model.learn(64)
+    assert adam_steps(model.policy.optimizer, encoder[0]) == 2  # the RL steps alone
+    assert adam_steps(model.cpc_optimizer, encoder[0]) == 3 and adam_steps(model.cpc_optimizer, head[0]) == 3
+    assert all(group["lr"] == 1e-4 for group in model.cpc_optimizer.param_groups)
+    assert not any(torch.equal(a, b) for a, b in zip(weights, encoder_weights(model)))
+    assert model.logger.name_to_value["cpc/learning_rate"] == 1e-4  # recorded, dumped with the next iteration
+
+    model.save(tmp_path / "agent.zip")
+    loaded = CPCPPO.load(tmp_path / "agent.zip", env=one_room, device="cpu")
+    loaded_encoder = next(loaded._cpc_encoder().parameters())
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(loaded.cpc_optimizer.state[loaded_encoder][key], model.cpc_optimizer.state[encoder[0]][key])
+    assert adam_steps(loaded.cpc_optimizer, loaded_encoder) == 3 and adam_steps(loaded.policy.optimizer, loaded_encoder) == 2
+    loaded.learn(64, reset_num_timesteps=False)
+    assert adam_steps(loaded.cpc_optimizer, loaded_encoder) == 6
+
+
+def test_own_optimizer_without_a_learning_rate_follows_the_agent_schedule(one_room):
+    model = CPCPPO("CnnPolicy", one_room, learning_rate=lambda progress: 1e-3 * progress,
+                   cpc_kwargs=dict(steps_ahead=4, n_negatives=16, optimizer="own"), **PPO_SMALL)
+    assert model.cpc_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    collect_one_rollout(model)
+    model._current_progress_remaining = 0.25  # as learn() sets it, a quarter of the budget left
+    model._cpc_outputs = []
+    model._cpc_separate_phase()
+    assert model.cpc_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.25)
+
+
+def test_own_optimizer_needs_the_separate_phase(one_room):
+    with pytest.raises(ValueError, match=r"optimizer='own' needs the separate CPC phase.*auto, for CPCA2C.*mode='separate'"):
+        CPCA2C("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, optimizer="own"), **SMALL)
+    with pytest.raises(ValueError, match="mode is 'joint'"):
+        CPCPPO("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, optimizer="own", mode="joint"), **PPO_SMALL)
+    model = CPCA2C("CnnPolicy", one_room, cpc_kwargs=dict(steps_ahead=4, optimizer="own", mode="separate"), **SMALL)
+    assert model.cpc_optimizer is not None
+
+
 def test_dict_observations_encode_the_image_key(tmp_path):
     venv = make_vec_env("MiniWorld-Sign-v0", n_envs=2, seed=0, vec_env="dummy")
     try:
@@ -152,7 +215,11 @@ def test_horizon_not_shorter_than_the_rollout_is_refused(one_room):
         CPCA2C("CnnPolicy", one_room, n_steps=5, cpc_kwargs=dict(steps_ahead=12))
 
 
-@pytest.mark.parametrize("kwargs, name", [(dict(horizon=3), "horizon"), (dict(mode="both"), "mode"), (dict(weight=-1.0), "weight")])
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(horizon=3), "horizon"), (dict(mode="both"), "mode"), (dict(weight=-1.0), "weight"),
+    (dict(optimizer="sgd"), "optimizer='sgd' is not known"), (dict(learning_rate=1e-4), "add optimizer='own'"),
+    (dict(optimizer="own", learning_rate=0.0), "learning_rate must be a positive number"),
+])
 def test_bad_cpc_kwargs_are_named(one_room, kwargs, name):
     with pytest.raises(ValueError, match=name):
         CPCPPO("CnnPolicy", one_room, cpc_kwargs=kwargs, **PPO_SMALL)

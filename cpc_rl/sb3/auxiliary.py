@@ -18,6 +18,16 @@ Two ways to combine it with the RL loss, chosen by ``mode``:
   PyTorch API), and the summed gradient is clipped to ``max_grad_norm`` again.
 - ``"auto"`` (default): joint for whole-rollout updates (A2C), separate otherwise (PPO, RecurrentPPO).
   docs/results.md has the measurements behind this choice.
+
+Which optimizer takes the separate phase's steps, chosen by ``optimizer``:
+
+- ``"shared"`` (default): the policy's own optimizer, the head being one more parameter group in it. With
+  Adam, the CPC and RL gradients then share the running moments, so ``weight`` sets the size of the CPC
+  steps only relative to the RL gradients, not in absolute terms.
+- ``"own"``: an optimizer of the policy's class and kwargs over the encoder and the head, with its own
+  moments and its own ``learning_rate`` (None: the algorithm's current one). The RL update's Adam state is
+  left to the RL gradients, and the CPC learning rate sets the size of the CPC steps. Saved and loaded with
+  the model as ``cpc_optimizer``.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from cpc_rl.model import CPCHead
 from cpc_rl.sb3.spaces import image_observation_key
 
 CPC_MODES = ("auto", "separate", "joint")
+CPC_OPTIMIZERS = ("shared", "own")
 
 # Separate mode's default chunk: about this many frames (whole env sequences) per CPC step. Dense negative
 # scoring grows with the square of the chunk; measured on 2 CPU cores, a PPO rollout of 8 envs x 128 steps
@@ -57,6 +68,9 @@ class CPCAuxiliaryConfig:
         i.e. 4 envs of a 128-step rollout; joint mode takes the share of envs that matches the algorithm's
         minibatch share of the rollout)
     :param image_key: Dict observations: the image key to encode (None: the only image key)
+    :param optimizer: separate mode: ``"shared"`` (the CPC steps go through the policy's optimizer) or
+        ``"own"`` (an optimizer of the same class, with moments of its own, over the encoder and the head)
+    :param learning_rate: ``optimizer="own"``: the CPC phase's learning rate (None: the algorithm's current one)
     """
 
     weight: float = 1.0
@@ -64,6 +78,8 @@ class CPCAuxiliaryConfig:
     epochs: int = 1
     batch_envs: Optional[int] = None
     image_key: Optional[str] = None
+    optimizer: str = "shared"
+    learning_rate: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.mode not in CPC_MODES:
@@ -74,6 +90,16 @@ class CPCAuxiliaryConfig:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.batch_envs is not None and (not isinstance(self.batch_envs, int) or self.batch_envs < 1):
             raise ValueError(f"batch_envs must be a positive integer or None, got {self.batch_envs!r}")
+        if self.optimizer not in CPC_OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not known; choose one of {', '.join(CPC_OPTIMIZERS)}")
+        if self.learning_rate is not None:
+            if self.optimizer != "own":
+                raise ValueError(
+                    f"learning_rate={self.learning_rate!r} applies only to the CPC phase's own optimizer: "
+                    "add optimizer='own', or leave learning_rate unset"
+                )
+            if isinstance(self.learning_rate, bool) or not self.learning_rate > 0:
+                raise ValueError(f"learning_rate must be a positive number or None, got {self.learning_rate!r}")
 
 
 def split_cpc_kwargs(cpc_kwargs: Optional[Dict[str, Any]]) -> Tuple[CPCAuxiliaryConfig, CPCHeadConfig]:
@@ -105,8 +131,14 @@ class CPCAuxiliaryMixin:
 
     def _excluded_save_params(self) -> List[str]:
         # Only cpc_kwargs is saved: the configs, mode and buffers are rebuilt from it by _setup_model on load.
-        runtime = [name for name in self.__dict__ if name.startswith("_cpc_")] + ["cpc_config", "cpc_mode"]
+        runtime = [name for name in self.__dict__ if name.startswith("_cpc_")] + ["cpc_config", "cpc_mode", "cpc_optimizer"]
         return super()._excluded_save_params() + runtime
+
+    def _get_torch_save_params(self) -> Tuple[List[str], List[str]]:
+        state_dicts, tensors = super()._get_torch_save_params()
+        if getattr(self, "cpc_optimizer", None) is not None:
+            state_dicts = state_dicts + ["cpc_optimizer"]
+        return state_dicts, tensors
 
     # --- set-up -------------------------------------------------------------------------------------
 
@@ -129,12 +161,23 @@ class CPCAuxiliaryMixin:
         latent_dim = self._cpc_encoder().features_dim
         head = CPCHead(latent_dim, head_config, n_actions=n_actions, action_dim=action_dim).to(self.device)
         self.policy.add_module("cpc_head", head)
-        self.policy.optimizer.add_param_group({"params": list(head.parameters())})
         self._cpc_rollout: Optional[Dict[str, Any]] = None
         self._cpc_outputs: List[CPCOutput] = []
         whole_rollout_updates = getattr(self, "batch_size", None) is None  # A2C
         mode = self.cpc_config.mode
         self.cpc_mode = ("joint" if whole_rollout_updates else "separate") if mode == "auto" else mode
+        self.cpc_optimizer: Optional[torch.optim.Optimizer] = None
+        if self.cpc_config.optimizer == "own":
+            if self.cpc_mode != "separate":
+                raise ValueError(
+                    f"optimizer='own' needs the separate CPC phase, but the mode is {self.cpc_mode!r}"
+                    f"{' (auto, for ' + type(self).__name__ + ')' if mode == 'auto' else ''}: add mode='separate'"
+                )
+            # The head belongs to this optimizer alone; the encoder to both (each with its own moments).
+            params = list(self._cpc_encoder().parameters()) + list(head.parameters())
+            self.cpc_optimizer = self.policy.optimizer_class(params, lr=self._cpc_learning_rate(), **self.policy.optimizer_kwargs)
+        else:
+            self.policy.optimizer.add_param_group({"params": list(head.parameters())})
         self._cpc_shared_forward = self.cpc_mode == "joint" and whole_rollout_updates
         self._cpc_capture = False
         if self._cpc_shared_forward:
@@ -243,15 +286,29 @@ class CPCAuxiliaryMixin:
             return min(self.cpc_config.batch_envs, self.n_envs)
         return min(self.n_envs, max(1, round(self.batch_size / self.n_steps)))
 
+    def _cpc_learning_rate(self) -> float:
+        """The own optimizer's learning rate: the configured one, else the algorithm's current one."""
+        if self.cpc_config.learning_rate is not None:
+            return float(self.cpc_config.learning_rate)
+        return float(self.lr_schedule(self._current_progress_remaining))
+
     def _cpc_separate_phase(self) -> None:
         batch_envs = min(self.cpc_config.batch_envs or max(1, SEPARATE_CHUNK_FRAMES // self.n_steps), self.n_envs)
         self.policy.set_training_mode(True)
+        optimizer = self.policy.optimizer if self.cpc_optimizer is None else self.cpc_optimizer
+        if self.cpc_optimizer is not None:
+            learning_rate = self._cpc_learning_rate()
+            for group in self.cpc_optimizer.param_groups:
+                group["lr"] = learning_rate
+            self.logger.record("cpc/learning_rate", learning_rate)
+        # Clip what this optimizer steps: with an own optimizer, the RL heads still hold the last RL gradients.
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         for _ in range(self.cpc_config.epochs):
             for env_indices in self._cpc_chunks(batch_envs):
-                self.policy.optimizer.zero_grad()
+                optimizer.zero_grad()
                 self._cpc_backward(env_indices)
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self.policy.optimizer.step()
+                torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+                optimizer.step()
 
     def train(self) -> None:
         # Read the rollout first: the algorithm's rollout_buffer.get() flattens its arrays in place.
