@@ -5,6 +5,7 @@
     python -m agents.compare ... --out DIR -- --cpc-steps-ahead 8 --n-envs 16   # after --: agent flags
     python -m agents.compare --from-runs runs/ other_runs/ --out DIR             # report only, no training
     python -m agents.compare --from-runs DIR/runs --report-steps 250000 --out DIR250k  # first 250k steps of each
+    python -m agents.compare --from-runs runs/ --baseline cpu:off --out DIR  # also every group minus variant cpu, CPC off
 
 Each (env, seed, CPC on/off) is one run of ``agents.<algo>_cpc`` in ``DIR/runs/<name>`` (log in
 ``DIR/logs/<name>.log``), up to ``--jobs`` at a time, each with ``cores / jobs`` torch threads. Then
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from agents.report import build_report, check_out_dir, find_run_dirs
+from agents.report import build_report, check_out_dir, find_run_dirs, parse_baseline
 from agents.train import INTERRUPTED, raise_keyboard_interrupt, write_json
 
 PLAN_FILE = "compare.json"
@@ -165,6 +166,10 @@ def parse(argv: Optional[Sequence[str]]):
         help="with --from-runs: measure every run over its first STEPS env steps, counting runs stopped after "
         "that many (see agents.report --steps)",
     )
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="VARIANT:on|off",
+        help="with --from-runs: also give every group's difference from this group (see agents.report --baseline)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.total_timesteps < 1:
         parser.error("--seeds, --jobs and --total-timesteps must be positive")
@@ -172,6 +177,8 @@ def parse(argv: Optional[Sequence[str]]):
         parser.error("--from-runs builds a report only: it takes no --env or agent flags")
     if args.report_steps is not None and not args.from_runs:
         parser.error("--report-steps goes with --from-runs (a comparison reports its completed runs)")
+    if args.baseline and not args.from_runs:
+        parser.error("--baseline goes with --from-runs (a comparison's runs have no variant: CPC on vs off is its table)")
     return args, agent_args
 
 
@@ -182,7 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.from_runs:
             check_out_dir(out)
             run_dirs = sorted({d for root in args.from_runs for d in find_run_dirs(root)})
-            paths = build_report(run_dirs, out, steps=args.report_steps)
+            baselines = [parse_baseline(text) for text in args.baseline]
+            paths = build_report(run_dirs, out, steps=args.report_steps, baselines=baselines)
             print(f"report: {paths.markdown}, {paths.csv}, {paths.figure}")
             return 0
         from envs import check_env_id

@@ -35,7 +35,10 @@ Definitions used throughout:
 
 Usage::
 
-    python -m agents.report RUNS_ROOT [RUNS_ROOT ...] --out DIR
+    python -m agents.report RUNS_ROOT [RUNS_ROOT ...] --out DIR [--steps S] [--baseline VARIANT:on|off ...]
+
+``--baseline cpu:off`` adds, per env, every group's difference from the no-CPC runs of variant
+``cpu`` of the same algo (final and AUC success), beside the usual CPC-minus-no-CPC lines.
 """
 
 from __future__ import annotations
@@ -921,6 +924,90 @@ def cpc_differences(summary: pd.DataFrame) -> List[str]:
     return lines
 
 
+class Baseline(NamedTuple):
+    """A group every other group of the same env and algo is compared with (``--baseline``)."""
+
+    variant: str
+    cpc: bool
+
+    def label(self) -> str:
+        """:return: e.g. ``variant 'cpu', CPC off`` or ``no variant, CPC on``"""
+        variant = f"variant '{self.variant}'" if self.variant else "no variant"
+        return f"{variant}, CPC {_cpc_label(self.cpc)}"
+
+
+def parse_baseline(text: str) -> Baseline:
+    """
+    Read a ``--baseline`` value: ``VARIANT:off`` or ``VARIANT:on`` (``:off`` for the runs without variant).
+
+    :param text: the value
+    :return: the baseline
+    :raises ValueError: naming the expected form
+    """
+    variant, separator, cpc = text.rpartition(":")
+    if not separator or cpc not in ("on", "off"):
+        raise ValueError(
+            f"--baseline {text!r}: expected VARIANT:off or VARIANT:on, the variant and CPC column of a table row "
+            "(e.g. cpu:off; ':off' for the runs without variant)"
+        )
+    return Baseline(variant, cpc == "on")
+
+
+def _signed_interval(difference: Dict[str, float]) -> str:
+    """
+    :param difference: output of :func:`bootstrap_difference`
+    :return: ``+0.012 [-0.034, +0.056]``, or ``n/a``
+    """
+    if not np.isfinite(difference["diff"]):
+        return "n/a"
+    return f"{difference['diff']:+.3f} [{difference['ci_low']:+.3f}, {difference['ci_high']:+.3f}]"
+
+
+def baseline_differences(summary: pd.DataFrame, baseline: Baseline) -> List[str]:
+    """
+    Lines giving, for every other (algo, variant, cpc) group of one env, its difference from the
+    baseline group of the same algo in final success and AUC success (mean minus mean, with the
+    percentile bootstrap CI of :func:`bootstrap_difference`).
+
+    :param summary: rows of :func:`summary_table` for one env
+    :param baseline: the group compared with
+    :return: markdown lines: a heading line, then one line per group (or per algo without the baseline)
+    """
+    lines = [f"Differences from {baseline.label()} (group minus baseline, same algo):", ""]
+    for algo, group in summary.groupby("algo", sort=True):
+        is_base = (group["variant"] == baseline.variant) & (group["cpc"].astype(bool) == baseline.cpc)
+        base = group[is_base]
+        if base.empty:
+            lines.append(f"- {algo}: no run with {baseline.label()}")
+            continue
+        for group_algo, cpc, variant, rows in _groups(group[~is_base]):
+            final = bootstrap_difference(rows["final_success"], base["final_success"])
+            auc = bootstrap_difference(rows["auc_success"], base["auc_success"])
+            lines.append(
+                f"- {group_algo} {_variant_cell(variant)}, CPC {_cpc_label(cpc)}: final success {_signed_interval(final)}, "
+                f"AUC success {_signed_interval(auc)} ({len(rows)} seed(s) vs {len(base)})"
+            )
+    return lines
+
+
+def check_baselines(summary: pd.DataFrame, baselines: Sequence[Baseline]) -> None:
+    """
+    Make sure every baseline names a group of the included runs.
+
+    :param summary: output of :func:`summary_table`
+    :param baselines: the baselines asked for
+    :raises ValueError: naming the baseline and the groups there are
+    """
+    present = {(variant, bool(cpc)) for variant, cpc in zip(summary["variant"], summary["cpc"])}
+    for baseline in baselines:
+        if (baseline.variant, baseline.cpc) not in present:
+            groups = ", ".join(f"{variant}:{_cpc_label(cpc)}" for variant, cpc in sorted(present)) or "none"
+            raise ValueError(
+                f"--baseline {baseline.variant}:{_cpc_label(baseline.cpc)}: no included run has {baseline.label()}; "
+                f"the groups are (VARIANT:CPC) {groups}"
+            )
+
+
 def excluded_section(excluded: Sequence[Excluded]) -> List[str]:
     """
     Markdown "Runs not included" section.
@@ -941,6 +1028,7 @@ def format_markdown(
     budgets: Dict[str, int],
     n_points: int = N_POINTS,
     trained: Optional[Dict[str, List[int]]] = None,
+    baselines: Sequence[Baseline] = (),
 ) -> str:
     """
     The whole ``results.md``.
@@ -951,6 +1039,7 @@ def format_markdown(
     :param n_points: number of learning-curve marks used for the AUC
     :param trained: with ``--steps``: per env, the budgets the included runs were planned for
         (see :func:`_planned_budgets`)
+    :param baselines: groups to give every other group's difference from (see :func:`baseline_differences`)
     :return: markdown text
     """
     lines = [
@@ -974,6 +1063,8 @@ def format_markdown(
         lines += [f"## {env}", "", budget_line, ""] + env_table(env_summary) + [""]
         differences = cpc_differences(env_summary)
         lines += (differences or ["- no algo was run both with and without CPC"]) + [""]
+        for baseline in baselines:
+            lines += baseline_differences(env_summary, baseline) + [""]
     return "\n".join(lines + excluded_section(excluded)) + "\n"
 
 
@@ -1105,6 +1196,7 @@ def build_report(
     n_points: int = N_POINTS,
     also_allowed: Iterable[str] = (),
     steps: Optional[int] = None,
+    baselines: Sequence[Baseline] = (),
 ) -> ReportPaths:
     """
     Write ``results.csv``, ``results.md`` and ``curves.png`` comparing runs with and without CPC,
@@ -1118,7 +1210,10 @@ def build_report(
     :param also_allowed: entries besides an earlier report that ``out_dir`` may hold (see :func:`check_out_dir`)
     :param steps: measure every run over its first ``steps`` env steps, including runs stopped after
         that many (see :func:`truncate_run`); None: completed runs over their whole budget
+    :param baselines: groups to give every other group's difference from, per env and algo
+        (see :func:`baseline_differences`); each must match some included run
     :return: the paths written
+    :raises ValueError: when ``out_dir`` holds unrelated data, or a baseline matches no included run
     """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, also_allowed)
@@ -1126,10 +1221,11 @@ def build_report(
     trained = _planned_budgets(runs) if steps is not None else None
     curves = curves_table(runs, n_points)
     summary = summary_table(runs, n_points)
+    check_baselines(summary, baselines)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = ReportPaths(csv=out_dir / REPORT_FILES[0], markdown=out_dir / REPORT_FILES[1], figure=out_dir / REPORT_FILES[2])
     curves.to_csv(paths.csv, index=False)
-    paths.markdown.write_text(format_markdown(summary, excluded, _budgets(runs), n_points, trained), encoding="utf-8")
+    paths.markdown.write_text(format_markdown(summary, excluded, _budgets(runs), n_points, trained, baselines), encoding="utf-8")
     plot_curves(curves).savefig(paths.figure, format="png")
     return paths
 
@@ -1164,13 +1260,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="measure every run over its first STEPS env steps, counting runs stopped after that many "
         "(default: completed runs over their whole budget)",
     )
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="VARIANT:on|off",
+        help="also give every group's difference from this group (same env and algo), in final and AUC "
+        "success; e.g. cpu:off, or :off for the runs without variant; repeatable",
+    )
     args = parser.parse_args(argv)
     try:
+        baselines = [parse_baseline(text) for text in args.baseline]
         check_out_dir(args.out)
         run_dirs = _collect_run_dirs(args.roots)
         if not run_dirs:
             raise ValueError(f"no run folder (holding {CONFIG_FILE}) under {', '.join(map(str, args.roots))}")
-        paths = build_report(run_dirs, args.out, args.n_points, steps=args.steps)
+        paths = build_report(run_dirs, args.out, args.n_points, steps=args.steps, baselines=baselines)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     for path in paths:

@@ -93,3 +93,21 @@ def test_report_from_existing_runs_over_their_first_steps(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare_main(["--env", "MiniWorld-OneRoom-v0", "--report-steps", "100", "--out", str(tmp_path / "cmp")])
     assert "--report-steps goes with --from-runs" in capsys.readouterr().err
+
+
+def test_report_from_existing_runs_with_a_baseline(tmp_path, capsys):
+    for variant, cpc, success in (("cpu", False, 0), ("cpu", True, 1)):
+        run = tmp_path / "runs" / f"{variant}_{cpc}"
+        run.mkdir(parents=True)
+        config = {"env_id": "E", "algo": "ppo", "cpc": cpc, "seed": 0, "total_timesteps": 100, "variant": variant}
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "episodes.csv").write_text(f"step,return,length,success\n95,1.0,10,{success}\n")
+        (run / "status.json").write_text(json.dumps({"status": "completed", "num_timesteps": 100, "error": None}))
+    argv = ["--from-runs", str(tmp_path / "runs"), "--baseline", "cpu:on", "--out", str(tmp_path / "report")]
+    assert compare_main(argv) == 0
+    assert "- ppo cpu, CPC off: final success -1.000 [-1.000, -1.000]" in (tmp_path / "report" / "results.md").read_text()
+    assert compare_main(["--from-runs", str(tmp_path / "runs"), "--baseline", "cpu", "--out", str(tmp_path / "bad")]) == 2
+    assert "expected VARIANT:off or VARIANT:on" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit):
+        compare_main(["--env", "MiniWorld-OneRoom-v0", "--baseline", "cpu:off", "--out", str(tmp_path / "cmp")])
+    assert "--baseline goes with --from-runs" in capsys.readouterr().err

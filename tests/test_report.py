@@ -16,6 +16,7 @@ import pytest
 
 from agents.report import (
     RunLoadError,
+    Baseline,
     aggregate,
     bootstrap_difference,
     build_report,
@@ -25,6 +26,7 @@ from agents.report import (
     find_run_dirs,
     learning_curve,
     load_run,
+    parse_baseline,
     plot_curves,
 )
 
@@ -470,6 +472,67 @@ def test_variant_baseline_choice(tmp_path: Path) -> None:
     ]
 
 
+def baseline_runs(runs: Path) -> Path:
+    """ppo on ENV_A: 'cpu' off (success 0, 0), 'cpu' on (1, 1), 'wide' on (1, 0), no variant off (1);
+    a2c on ENV_A: 'wide' on only; ppo on ENV_B: 'cpu' on only."""
+    for seed in (0, 1):
+        write_run(runs / f"cpu_off_s{seed}", seed=seed, variant="cpu", episodes=constant_episodes(0.0, 0))
+        write_run(runs / f"cpu_on_s{seed}", seed=seed, cpc=True, variant="cpu", episodes=constant_episodes(1.0, 1))
+        write_run(runs / f"wide_on_s{seed}", seed=seed, cpc=True, variant="wide", episodes=constant_episodes(1.0, 1 - seed))
+    write_run(runs / "plain_off", episodes=constant_episodes(1.0, 1))
+    write_run(runs / "a2c_wide_on", algo="a2c", cpc=True, variant="wide")
+    write_run(runs / "b_cpu_on", env=ENV_B, cpc=True, variant="cpu")
+    return runs
+
+
+def test_parse_baseline() -> None:
+    assert parse_baseline("cpu:off") == Baseline("cpu", False)
+    assert parse_baseline(":on") == Baseline("", True)
+    assert parse_baseline("a:b:off") == Baseline("a:b", False)  # the last colon splits
+    for bad in ("cpu", "cpu:yes", "cpu:", ""):
+        with pytest.raises(ValueError, match="expected VARIANT:off or VARIANT:on"):
+            parse_baseline(bad)
+
+
+def test_baseline_differences(tmp_path: Path) -> None:
+    runs = baseline_runs(tmp_path / "runs")
+    markdown = build_report(find_run_dirs(runs), tmp_path / "out", baselines=[parse_baseline("cpu:off")]).markdown.read_text()
+    lines = markdown.splitlines()
+    heading = "Differences from variant 'cpu', CPC off (group minus baseline, same algo):"
+    assert lines.count(heading) == 2  # one per env
+    # ENV_B (Hallway) sorts before ENV_A (OneRoom)
+    second = lines.index(heading)
+    first = lines.index(heading, second + 1)
+    assert lines.index(f"## {ENV_B}") < second < lines.index(f"## {ENV_A}") < first
+    assert lines[second + 2 : second + 4] == ["- ppo: no run with variant 'cpu', CPC off", ""]
+    # success is constant within each run, so final success == AUC success per seed; the baseline's
+    # seeds are both 0, so the CI is that of the group's mean: [1, 1] -> [1, 1], [1, 0] -> [0, 1]
+    assert lines[first + 2 : first + 6] == [
+        "- a2c: no run with variant 'cpu', CPC off",
+        "- ppo -, CPC off: final success +1.000 [+1.000, +1.000], AUC success +1.000 [+1.000, +1.000] (1 seed(s) vs 2)",
+        "- ppo cpu, CPC on: final success +1.000 [+1.000, +1.000], AUC success +1.000 [+1.000, +1.000] (2 seed(s) vs 2)",
+        "- ppo wide, CPC on: final success +0.500 [+0.000, +1.000], AUC success +0.500 [+0.000, +1.000] (2 seed(s) vs 2)",
+    ]
+    assert lines[first + 6] == ""
+    # the usual CPC-minus-no-CPC lines are still there, unchanged
+    assert any(line.startswith("- ppo cpu: CPC minus no-CPC final success = +1.000") for line in lines)
+
+    # a CPC baseline: differences from the 'cpu' CPC runs, the no-CPC group included
+    on = build_report(find_run_dirs(runs), tmp_path / "out_on", baselines=[parse_baseline("cpu:on")]).markdown.read_text()
+    assert (
+        "- ppo cpu, CPC off: final success -1.000 [-1.000, -1.000], AUC success -1.000 [-1.000, -1.000] (2 seed(s) vs 2)"
+        in on.splitlines()
+    )
+
+
+def test_unknown_baseline_is_refused_before_writing(tmp_path: Path) -> None:
+    runs = baseline_runs(tmp_path / "runs")
+    with pytest.raises(ValueError, match=r"--baseline wide:off: .*the groups are \(VARIANT:CPC\) :off, cpu:off, cpu:on, wide:on") as error:
+        build_report(find_run_dirs(runs), tmp_path / "out", baselines=[parse_baseline("wide:off")])
+    assert "no included run has variant 'wide', CPC off" in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_duplicates_distinguish_variants(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     write_run(runs / "a_joint", cpc=True, variant="joint")
@@ -570,3 +633,17 @@ def test_cli_without_runs_exits_cleanly(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "no run folder" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_baseline(tmp_path: Path) -> None:
+    runs = baseline_runs(tmp_path / "runs")
+    out = tmp_path / "out"
+    done = run_cli(str(runs), "--out", str(out), "--baseline", "cpu:off", "--baseline", ":off")
+    assert done.returncode == 0, done.stderr
+    markdown = (out / "results.md").read_text()
+    assert "Differences from variant 'cpu', CPC off" in markdown and "Differences from no variant, CPC off" in markdown
+    for bad, message in (("cpu", "expected VARIANT:off or VARIANT:on"), ("nope:off", "no included run has variant 'nope'")):
+        refused = run_cli(str(runs), "--out", str(tmp_path / "refused"), "--baseline", bad)
+        assert refused.returncode != 0
+        assert message in refused.stderr and "Traceback" not in refused.stderr
+        assert not (tmp_path / "refused").exists()
