@@ -84,6 +84,8 @@ class Args:
     cpc_context_dim: int = _flag("size of the CPC GRU context", default=256)
     cpc_temperature: Optional[float] = _flag("score temperature (unset: none)", default=None)
     cpc_action_conditioning: bool = _flag("CPC|Action: predict the future given the actions taken", default=False)
+    cpc_projection_dim: Optional[int] = _flag(
+        "CPC on an MLP projection of z_t of this size, not on z_t itself (unset: on z_t)", default=None)
     variant: str = _flag("free label of this configuration, for ablations in the comparison report", default="")
     torch_threads: int = _flag("torch CPU threads (0: torch's default; compare sets cores / parallel runs)", default=0)
     progress: bool = _flag("show a progress bar", default=True)
@@ -131,6 +133,8 @@ def resolve(args: Args, algo: str) -> Dict[str, Any]:
             raise ValueError(f"--cpc-n-negatives must be a positive integer or 'all', got {n_negatives!r}") from None
     if args.features_dim is not None and args.features_dim < 1:
         raise ValueError(f"--features-dim must be a positive integer, got {args.features_dim}")
+    if args.cpc_projection_dim is not None and args.cpc_projection_dim < 1:
+        raise ValueError(f"--cpc-projection-dim must be a positive integer, got {args.cpc_projection_dim}")
     if args.cpc_optimizer not in ("shared", "own"):
         raise ValueError(f"--cpc-optimizer must be shared or own, got {args.cpc_optimizer!r}")
     if args.cpc_learning_rate is not None and args.cpc_optimizer != "own":
@@ -144,7 +148,7 @@ def resolve(args: Args, algo: str) -> Dict[str, Any]:
             weight=pick("cpc_weight"), mode=args.cpc_mode, epochs=args.cpc_epochs, steps_ahead=pick("cpc_steps_ahead"),
             negatives=args.cpc_negatives, n_negatives=n_negatives, context_dim=args.cpc_context_dim,
             temperature=args.cpc_temperature, action_conditioning=args.cpc_action_conditioning,
-            optimizer=args.cpc_optimizer, learning_rate=args.cpc_learning_rate,
+            optimizer=args.cpc_optimizer, learning_rate=args.cpc_learning_rate, projection_dim=args.cpc_projection_dim,
         )
     variant = f"__{args.variant}" if args.variant else ""
     run_name = args.run_name or f"{args.env}__{algo}{'' if args.no_cpc else '_cpc'}{variant}__seed{args.seed}"

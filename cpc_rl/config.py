@@ -33,6 +33,9 @@ class CPCHeadConfig:
     :param temperature: score scaling (None: none, as in the paper)
     :param action_conditioning: CPC|Action, predict the future given the actions taken in between
     :param action_embed_dim: action embedding size for CPC|Action
+    :param projection_dim: None: CPC works on the encoder's ``z_t`` itself, as in the paper; N: on an MLP's
+        projection of it to size N (Linear, ReLU, Linear; hidden size that of ``z_t``), so that CPC shapes the
+        encoder only through the projection
     """
 
     steps_ahead: int = 12
@@ -43,12 +46,17 @@ class CPCHeadConfig:
     temperature: Optional[float] = None
     action_conditioning: bool = False
     action_embed_dim: int = 32
+    projection_dim: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in ("steps_ahead", "context_dim", "context_layers", "action_embed_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.projection_dim is not None and (
+            isinstance(self.projection_dim, bool) or not isinstance(self.projection_dim, int) or self.projection_dim < 1
+        ):
+            raise ValueError(f"projection_dim must be a positive integer or None, got {self.projection_dim!r}")
         check_strategy(self.negatives)
         check_negative_count(self.n_negatives)
         if self.temperature is not None and not self.temperature > 0:

@@ -19,7 +19,8 @@ class CPCHead(nn.Module):
     The RL agents use it on the policy's own features, the standalone trainers on a :class:`CPC` encoder.
 
     :param latent_dim: size of ``z_t``
-    :param config: context, predictors and loss settings
+    :param config: context, predictors and loss settings (with ``projection_dim``, the GRU and the loss work on
+        :meth:`project` of the latents)
     :param n_actions: number of discrete actions, for CPC|Action
     :param action_dim: size of continuous actions, for CPC|Action
     """
@@ -33,6 +34,12 @@ class CPCHead(nn.Module):
     ):
         super().__init__()
         self.config = config = config or CPCHeadConfig()
+        self.projection: Optional[nn.Module] = None
+        if config.projection_dim is not None:
+            self.projection = nn.Sequential(
+                nn.Linear(latent_dim, latent_dim), nn.ReLU(), nn.Linear(latent_dim, config.projection_dim)
+            )
+            latent_dim = config.projection_dim
         self.context = GRUContext(latent_dim, config.context_dim, config.context_layers)
         rollout = None
         if config.action_conditioning:
@@ -69,8 +76,13 @@ class CPCHead(nn.Module):
         :param hidden: GRU state carried in from an earlier call
         :param generator: torch generator for reproducible negatives
         """
+        latents = self.project(latents)
         context, _ = self.context(latents, hidden, episode_starts)
         return self.loss(context, latents, episode_starts, valid, actions, groups, generator)
+
+    def project(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latents the GRU and the loss see: ``latents`` itself, or its projection (``projection_dim``)."""
+        return latents if self.projection is None else self.projection(latents)
 
 
 class CPC(nn.Module):
@@ -93,7 +105,7 @@ class CPC(nn.Module):
 
     def context(self, x: torch.Tensor, episode_starts: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Contexts ``c_t`` ``(B, T, H)``, the representation the paper probes for audio."""
-        return self.head.context(self.encoder(x), None, episode_starts)[0]
+        return self.head.context(self.head.project(self.encoder(x)), None, episode_starts)[0]
 
     def forward(
         self,

@@ -147,3 +147,7 @@ def test_per_algorithm_defaults_and_overrides(algo, n_steps, steps_ahead, weight
             resolve(parse_args(algo, ["--cpc-optimizer", "own"]), algo)
     with pytest.raises(ValueError, match="--features-dim must be a positive integer"):
         resolve(parse_args(algo, ["--features-dim", "0"]), algo)
+    assert config["cpc_kwargs"]["projection_dim"] is None
+    assert resolve(parse_args(algo, ["--cpc-projection-dim", "64"]), algo)["cpc_kwargs"]["projection_dim"] == 64
+    with pytest.raises(ValueError, match="--cpc-projection-dim must be a positive integer"):
+        resolve(parse_args(algo, ["--cpc-projection-dim", "0"]), algo)

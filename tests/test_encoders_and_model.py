@@ -9,6 +9,7 @@ from cpc_rl import (
     CPC,
     AudioEncoder,
     CPCConfig,
+    CPCHead,
     CPCHeadConfig,
     EncoderConfig,
     PatchEncoder,
@@ -135,3 +136,43 @@ def test_config_rejects_unknown_fields_and_bad_values():
         CPCHeadConfig(negatives="everything")
     with pytest.raises(ValueError, match="not valid JSON"):
         CPCConfig.from_json("{nope")
+
+
+def test_projection_head_feeds_the_gru_and_the_loss_and_passes_gradients_to_z():
+    torch.manual_seed(0)
+    head = CPCHead(12, CPCHeadConfig(steps_ahead=2, context_dim=8, n_negatives=4, projection_dim=6))
+    assert head.context.gru.input_size == 6 and head.projection[0].in_features == 12
+    latents = torch.randn(3, 10, 12, requires_grad=True)
+    generator = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    out = head(latents, generator=generator())
+    # the same as running the GRU and the loss on the projection by hand
+    projected = head.projection(latents)
+    context, _ = head.context(projected)
+    assert torch.allclose(out.loss, head.loss(context, projected, generator=generator()).loss)
+    assert not torch.allclose(out.loss, head.loss(context, latents[..., :6], generator=generator()).loss)
+    out.loss.backward()
+    assert latents.grad is not None and latents.grad.abs().sum() > 0
+    # without a projection, z_t goes in as it is
+    plain = CPCHead(12, CPCHeadConfig(steps_ahead=2, context_dim=8))
+    assert plain.projection is None and plain.context.gru.input_size == 12
+    assert torch.equal(plain.project(latents), latents)
+
+
+def test_cpc_context_goes_through_the_projection():
+    torch.manual_seed(0)
+    config = CPCConfig(
+        encoder=EncoderConfig("patch", {"in_channels": 1, "out_dim": 16, "width": 8}),
+        head=CPCHeadConfig(steps_ahead=2, context_dim=16, n_negatives=8, projection_dim=4),
+    )
+    model = CPC(config)
+    patches, _ = image_to_patch_sequences(torch.rand(2, 1, 16, 16), 4, 2)
+    expected, _ = model.head.context(model.head.projection(model.encoder(patches)))
+    assert torch.allclose(model.context(patches), expected)
+    assert model(patches).loss.isfinite()
+    assert CPCConfig.from_json(config.to_json()).head.projection_dim == 4
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "64"])
+def test_projection_dim_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="projection_dim must be a positive integer or None"):
+        CPCHeadConfig(projection_dim=bad)

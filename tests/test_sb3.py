@@ -127,6 +127,28 @@ def test_save_and_load_keep_the_head_its_config_and_the_optimizer(one_room, tmp_
     assert loaded.num_timesteps == model.num_timesteps + 64
 
 
+def test_projection_head_trains_with_the_encoder_and_survives_save_and_load(one_room, tmp_path):
+    torch.manual_seed(0)
+    kwargs = dict(steps_ahead=4, n_negatives=16, projection_dim=32)
+    model = CPCPPO("CnnPolicy", one_room, cpc_kwargs=kwargs, **PPO_SMALL)
+    projection = model.policy.cpc_head.projection
+    assert projection[-1].out_features == 32 and model.policy.cpc_head.context.gru.input_size == 32
+    assert projection[0].in_features == model._cpc_encoder().features_dim
+    in_optimizer = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in in_optimizer for p in projection.parameters())
+    collect_one_rollout(model)
+    weights, projection_before = encoder_weights(model), [p.detach().clone() for p in projection.parameters()]
+    model._cpc_outputs = []
+    model._cpc_separate_phase()
+    assert all(not torch.equal(a, b) for a, b in zip(weights, encoder_weights(model)))  # through the projection
+    assert all(not torch.equal(a, b) for a, b in zip(projection_before, projection.parameters()))
+    model.save(tmp_path / "agent.zip")
+    loaded = CPCPPO.load(tmp_path / "agent.zip", env=one_room, device="cpu")
+    assert loaded.cpc_kwargs == kwargs
+    for a, b in zip(projection.parameters(), loaded.policy.cpc_head.projection.parameters()):
+        assert torch.equal(a, b)
+
+
 def adam_steps(optimizer, param):
     state = optimizer.state.get(param, {})
     return int(state["step"]) if "step" in state else 0
@@ -219,6 +241,7 @@ def test_horizon_not_shorter_than_the_rollout_is_refused(one_room):
     (dict(horizon=3), "horizon"), (dict(mode="both"), "mode"), (dict(weight=-1.0), "weight"),
     (dict(optimizer="sgd"), "optimizer='sgd' is not known"), (dict(learning_rate=1e-4), "add optimizer='own'"),
     (dict(optimizer="own", learning_rate=0.0), "learning_rate must be a positive number"),
+    (dict(projection_dim=0), "projection_dim must be a positive integer"),
 ])
 def test_bad_cpc_kwargs_are_named(one_room, kwargs, name):
     with pytest.raises(ValueError, match=name):
