@@ -49,14 +49,14 @@ class CPCHeadConfig:
     projection_dim: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("steps_ahead", "context_dim", "context_layers", "action_embed_dim"):
+        optional = {"projection_dim"}
+        for name in ("steps_ahead", "context_dim", "context_layers", "action_embed_dim", "projection_dim"):
             value = getattr(self, name)
+            if value is None and name in optional:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.projection_dim is not None and (
-            isinstance(self.projection_dim, bool) or not isinstance(self.projection_dim, int) or self.projection_dim < 1
-        ):
-            raise ValueError(f"projection_dim must be a positive integer or None, got {self.projection_dim!r}")
+                or_none = " or None" if name in optional else ""
+                raise ValueError(f"{name} must be a positive integer{or_none}, got {value!r}")
         check_strategy(self.negatives)
         check_negative_count(self.n_negatives)
         if self.temperature is not None and not self.temperature > 0:
