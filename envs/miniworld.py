@@ -22,6 +22,7 @@ Typical use::
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import multiprocessing as mp
 import os
@@ -188,8 +189,85 @@ def import_miniworld() -> Any:
                 "call envs.import_miniworld() before anything else imports miniworld, "
                 f"or set {DISPLAY_ENV_VAR}=1."
             )
+    give_each_env_its_own_display_list()
     _miniworld_imported = True
     return module
+
+
+#: The display-list id that miniworld 2.1.0 hard-codes for every env's static scene.
+MINIWORLD_STATIC_LIST = 1
+#: Instance attribute holding an env's own display-list id (set on its first render).
+_OWN_LIST_ATTR = "_cpc_rl_static_list"
+
+
+def give_each_env_its_own_display_list() -> None:
+    """
+    Stop MiniWorld envs in one process from rendering each other's static scene.
+
+    miniworld 2.1.0 compiles an env's static scene (its rooms, walls and static entities) into the
+    OpenGL display list with the fixed id 1 when the episode starts (``MiniWorldEnv._render_static``,
+    called by ``reset``) and draws that list in every frame (``_render_world``). pyglet's contexts
+    share display lists, so envs in one process overwrite each other's list: after a reset, every
+    env in the process draws the scene of the env that reset last, while its agent and goal stay in
+    its own scene. Where the layout is the same in every episode (OneRoom, FourRooms, Sign) the
+    frames are right by luck; where it changes (the random mazes of MazeS3Fast and the other Maze
+    envs) the agents of a ``DummyVecEnv`` see another env's maze. Training on such frames stayed at
+    the random policy's success on MazeS3Fast (docs/results.md). Subprocess workers have one env
+    each and were never affected.
+
+    The fix allocates an own list per env (``glGenLists``) and, while that env's
+    ``_render_static`` or ``_render_world`` runs, routes miniworld's calls on list 1 to it. It
+    wraps those two methods of ``MiniWorldEnv`` and rebinds the three list functions in the
+    ``miniworld.miniworld`` module (nothing else in miniworld uses display lists); ``close`` frees
+    the list. Idempotent; :func:`import_miniworld` applies it.
+    """
+    world = importlib.import_module("miniworld.miniworld")
+    env_cls = world.MiniWorldEnv
+    if getattr(env_cls, "_cpc_rl_own_display_lists", False):
+        return
+    from pyglet import gl
+
+    active: list[int | None] = [None]  # the list of the env whose render method is running
+
+    def route(list_id: int) -> int:
+        return active[0] if list_id == MINIWORLD_STATIC_LIST and active[0] is not None else list_id
+
+    world.glNewList = lambda list_id, mode: gl.glNewList(route(list_id), mode)
+    world.glCallList = lambda list_id: gl.glCallList(route(list_id))
+    world.glDeleteLists = lambda list_id, count: gl.glDeleteLists(route(list_id), count)
+
+    def with_own_list(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            own = self.__dict__.get(_OWN_LIST_ATTR)
+            if own is None:  # the env's GL context is current here: miniworld is about to draw
+                own = int(gl.glGenLists(1))
+                if own == 0:
+                    raise RuntimeError("OpenGL could not allocate a display list for a MiniWorld env "
+                                       "(glGenLists returned 0); too many envs open in this process?")
+                self.__dict__[_OWN_LIST_ATTR] = own
+            previous, active[0] = active[0], own
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                active[0] = previous
+
+        return wrapper
+
+    original_close = env_cls.close
+
+    @functools.wraps(original_close)
+    def close(self: Any) -> Any:
+        own = self.__dict__.pop(_OWN_LIST_ATTR, None)
+        if own is not None:
+            self.shadow_window.switch_to()
+            gl.glDeleteLists(own, 1)
+        return original_close(self)
+
+    env_cls._render_static = with_own_list(env_cls._render_static)
+    env_cls._render_world = with_own_list(env_cls._render_world)
+    env_cls.close = close
+    env_cls._cpc_rl_own_display_lists = True
 
 
 def miniworld_env_ids() -> list[str]:

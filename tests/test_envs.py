@@ -264,6 +264,45 @@ def test_same_seed_gives_same_first_observation() -> None:
     np.testing.assert_array_equal(a[0], np.transpose(raw_obs, (2, 0, 1)))
 
 
+def test_in_process_envs_render_their_own_maze_as_subprocess_workers_do() -> None:
+    # miniworld draws every env's static scene from one shared display list; without
+    # give_each_env_its_own_display_list the in-process env 0 draws env 1's maze (the env that reset
+    # last). Subprocess workers hold one env each, so their frames are the reference.
+    env_id, steps = "MiniWorld-MazeS3Fast-v0", 40
+    actions = np.random.default_rng(0).integers(0, 3, size=(steps, 2))
+    frames = {}
+    for kind in ("dummy", "subproc"):
+        venv = make_vec_env(env_id, n_envs=2, seed=0, vec_env=kind)
+        try:
+            venv.reset()
+            frames[kind] = np.stack([venv.step(a)[0] for a in actions])
+        finally:
+            venv.close()
+    assert not np.array_equal(frames["subproc"][:, 0], frames["subproc"][:, 1])
+    for t in range(steps):
+        np.testing.assert_array_equal(frames["dummy"][t], frames["subproc"][t], err_msg=f"step {t}")
+
+
+def test_each_env_gets_its_own_display_list_and_close_frees_it() -> None:
+    import_miniworld()
+    from envs.miniworld import _OWN_LIST_ATTR, give_each_env_its_own_display_list
+
+    give_each_env_its_own_display_list()  # a second call must not wrap the methods twice
+    world = sys.modules["miniworld.miniworld"].MiniWorldEnv
+    assert world._render_static.__wrapped__.__name__ == "_render_static"
+    assert not hasattr(world._render_static.__wrapped__, "__wrapped__")
+    envs = [gym.make("MiniWorld-MazeS3Fast-v0").unwrapped for _ in range(2)]
+    try:
+        for env in envs:
+            env.reset(seed=0)
+        lists = [env.__dict__[_OWN_LIST_ATTR] for env in envs]
+        assert lists[0] != lists[1]
+    finally:
+        for env in envs:
+            env.close()
+    assert all(_OWN_LIST_ATTR not in env.__dict__ for env in envs)
+
+
 # --------------------------------------------------------------------------------------------------
 # EpisodeSuccess
 
