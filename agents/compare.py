@@ -3,7 +3,9 @@
     python -m agents.compare --env MiniWorld-FourRooms-v0 --env MiniWorld-OneRoom-v0 --seeds 3 \\
         --total-timesteps 500000 --algo ppo --out results/fourrooms
     python -m agents.compare ... --out DIR -- --cpc-steps-ahead 8 --n-envs 16   # after --: agent flags
+    python -m agents.compare ... --seeds 2 --first-seed 3 --out DIR2             # seeds 3 and 4 for DIR's study
     python -m agents.compare --from-runs runs/ other_runs/ --out DIR             # report only, no training
+    python -m agents.compare --from-runs DIR2/runs --with-curves DIR/results.csv --out DIR3  # DIR's runs are gone
     python -m agents.compare --from-runs DIR/runs --report-steps 250000 --out DIR250k  # first 250k steps of each
     python -m agents.compare --from-runs runs/ --baseline cpu:off --out DIR  # also every group minus variant cpu, CPC off
 
@@ -48,12 +50,12 @@ class RunSpec:
     name: str
 
 
-def plan_runs(env_ids: Sequence[str], seeds: int, algo: str) -> List[RunSpec]:
+def plan_runs(env_ids: Sequence[str], seeds: int, algo: str, first_seed: int = 0) -> List[RunSpec]:
     """Every (env, seed, CPC on/off), CPC runs and their baselines interleaved so partial results pair up."""
     return [
         RunSpec(env_id, seed, cpc, f"{env_id}__{algo}{'_cpc' if cpc else ''}__seed{seed}")
         for env_id in env_ids
-        for seed in range(seeds)
+        for seed in range(first_seed, first_seed + seeds)
         for cpc in (True, False)
     ]
 
@@ -156,6 +158,11 @@ def parse(argv: Optional[Sequence[str]]):
     )
     parser.add_argument("--env", action="append", help="task id; repeat for several (default MiniWorld-OneRoom-v0)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per (env, CPC on/off): 0 .. seeds-1")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, metavar="N",
+        help="start the seeds at N (N .. N+seeds-1), to add seeds to an earlier comparison in a new --out; "
+        "--from-runs then reports both folders together",
+    )
     parser.add_argument("--total-timesteps", type=int, default=500_000, help="env steps per run")
     parser.add_argument("--algo", choices=("ppo", "a2c", "recurrent_ppo"), default="ppo")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs in parallel (default: the core count)")
@@ -170,13 +177,22 @@ def parse(argv: Optional[Sequence[str]]):
         "--baseline", action="append", default=[], metavar="VARIANT:on|off",
         help="with --from-runs: also give every group's difference from this group (see agents.report --baseline)",
     )
+    parser.add_argument(
+        "--with-curves", action="append", default=[], type=Path, metavar="RESULTS_CSV",
+        help="with --from-runs: also include the runs of an earlier report's results.csv whose folders are gone "
+        "(see agents.report --with-curves)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.total_timesteps < 1:
         parser.error("--seeds, --jobs and --total-timesteps must be positive")
+    if args.first_seed < 0:
+        parser.error("--first-seed must be 0 or more")
     if args.from_runs and (args.env or agent_args):
         parser.error("--from-runs builds a report only: it takes no --env or agent flags")
     if args.report_steps is not None and not args.from_runs:
         parser.error("--report-steps goes with --from-runs (a comparison reports its completed runs)")
+    if args.with_curves and not args.from_runs:
+        parser.error("--with-curves goes with --from-runs (a comparison reports the runs it trains)")
     if args.baseline and not args.from_runs:
         parser.error("--baseline goes with --from-runs (a comparison's runs have no variant: CPC on vs off is its table)")
     return args, agent_args
@@ -190,7 +206,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_out_dir(out)
             run_dirs = sorted({d for root in args.from_runs for d in find_run_dirs(root)})
             baselines = [parse_baseline(text) for text in args.baseline]
-            paths = build_report(run_dirs, out, steps=args.report_steps, baselines=baselines)
+            paths = build_report(
+                run_dirs, out, steps=args.report_steps, baselines=baselines, earlier_curves=args.with_curves
+            )
             print(f"report: {paths.markdown}, {paths.csv}, {paths.figure}")
             return 0
         from envs import check_env_id
@@ -199,13 +217,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for env_id in env_ids:
             check_env_id(env_id)
         plan = {"algo": args.algo, "env_ids": env_ids, "seeds": args.seeds, "total_timesteps": args.total_timesteps, "agent_args": agent_args}
+        if args.first_seed:  # only when set, so folders of earlier comparisons still match their plan
+            plan["first_seed"] = args.first_seed
         check_comparison_dir(out, plan)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / PLAN_FILE, plan)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    specs = plan_runs(env_ids, args.seeds, args.algo)
+    specs = plan_runs(env_ids, args.seeds, args.algo, args.first_seed)
     previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         codes = run_all(specs, args, out, agent_args)

@@ -36,9 +36,16 @@ Definitions used throughout:
 Usage::
 
     python -m agents.report RUNS_ROOT [RUNS_ROOT ...] --out DIR [--steps S] [--baseline VARIANT:on|off ...]
+        [--with-curves OLD_REPORT/results.csv ...]
 
 ``--baseline cpu:off`` adds, per env, every group's difference from the no-CPC runs of variant
 ``cpu`` of the same algo (final and AUC success), beside the usual CPC-minus-no-CPC lines.
+
+``--with-curves OLD/results.csv`` adds the runs of an earlier report whose folders are gone (run folders
+stay on the machine that trained them; reports are kept): their learning curves are taken as written,
+``final`` is the last mark (its window is the last 10% of the steps) and ``auc`` the mean over the marks,
+the same numbers their folders would give. A run both there and in a folder, or a budget differing from
+the folders' of the same env, is refused.
 """
 
 from __future__ import annotations
@@ -708,6 +715,112 @@ def select_runs(run_dirs: Iterable[PathLike], steps: Optional[int] = None) -> Tu
 # ----------------------------------------------------------------------------------------------
 
 
+def read_curves(path: PathLike) -> pd.DataFrame:
+    """
+    Learning curves from the ``results.csv`` of an earlier report, for runs whose folders are gone
+    (run folders are large and stay on the machine that trained them; reports are kept).
+
+    :param path: a ``results.csv`` written by :func:`build_report`
+    :return: its rows, columns :data:`RESULT_COLUMNS`, ``variant`` as strings (``""`` for none)
+    :raises ValueError: naming the file and the problem (missing, unreadable, wrong columns or types)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file (give the results.csv of an earlier report)")
+    try:
+        curves = pd.read_csv(path, dtype={VARIANT_KEY: str})
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable CSV ({error})") from None
+    missing = [column for column in RESULT_COLUMNS if column not in curves.columns]
+    if missing:
+        raise ValueError(f"{path}: not a report's results.csv, it lacks the column(s) {', '.join(missing)}")
+    if curves.empty:
+        raise ValueError(f"{path}: holds no learning curve")
+    if curves["cpc"].dtype != bool:
+        raise ValueError(f"{path}: column 'cpc' should hold True/False only")
+    for column in ("seed", "steps"):
+        if not pd.api.types.is_integer_dtype(curves[column]):
+            raise ValueError(f"{path}: column '{column}' should hold whole numbers only")
+    for column in ("return", "success_rate"):
+        if not pd.api.types.is_numeric_dtype(curves[column]):
+            raise ValueError(f"{path}: column '{column}' should hold numbers (or nothing) only")
+    if curves[["env", "algo"]].isna().any().any():
+        raise ValueError(f"{path}: a row lacks its env or algo")
+    return _with_variant(curves)[RESULT_COLUMNS]
+
+
+def summary_from_curves(curves: pd.DataFrame, n_points: int = N_POINTS, source: PathLike = "results.csv") -> pd.DataFrame:
+    """
+    Summary metrics of runs known only by their learning curves (see :func:`read_curves`).
+
+    With the default window the last mark's window is the last 10% of the budget, so its values are
+    the ``final`` metrics, and the AUC is the mean over the marks: the same numbers
+    :func:`summary_table` gives from the run folders.
+
+    :param curves: learning-curve rows, columns :data:`RESULT_COLUMNS`
+    :param n_points: the marks a curve must have
+    :param source: where the curves came from, for error messages
+    :return: one row per run, the columns of :func:`summary_table`
+    :raises ValueError: when a run's marks are not the ``n_points`` marks of its last step
+    """
+    rows = []
+    for key, curve in curves.groupby(GROUP_COLUMNS + ["seed"], sort=True):
+        curve = curve.sort_values("steps")
+        steps = curve["steps"].to_numpy()
+        env, algo, variant, cpc, seed = key
+        if len(steps) != n_points or not np.array_equal(steps, curve_marks(int(steps[-1]), n_points)):
+            raise ValueError(
+                f"{source}: the curve of {env} {algo} variant={variant or '-'} cpc={_cpc_label(cpc)} seed {seed} "
+                f"does not have {n_points} evenly spaced marks (it has {len(steps)}); build with the n_points "
+                "its report was made with"
+            )
+        last = curve.iloc[-1]
+        auc = curve_auc(curve)
+        rows.append(
+            {
+                "env": env, "algo": algo, "variant": variant, "cpc": bool(cpc), "seed": int(seed),
+                "final_return": float(last["return"]), "final_success": float(last["success_rate"]),
+                "auc_return": auc["return"], "auc_success": auc["success_rate"],
+            }
+        )
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS + ["seed", "final_return", "final_success", "auc_return", "auc_success"])
+
+
+def _merge_earlier(
+    curves: pd.DataFrame,
+    summary: pd.DataFrame,
+    budgets: Dict[str, int],
+    earlier: pd.DataFrame,
+    earlier_summary: pd.DataFrame,
+    source: str,
+) -> Tuple[pd.DataFrame, pd.DataFrame, Dict[str, int]]:
+    """
+    Add runs known by their curves to those read from run folders, refusing repeats and other budgets.
+
+    :return: the merged curves, summary and budgets
+    :raises ValueError: when a run is in both, or an env's budgets differ
+    """
+    key_columns = GROUP_COLUMNS + ["seed"]
+    folder_keys = set(map(tuple, summary[key_columns].itertuples(index=False)))
+    for key in map(tuple, earlier_summary[key_columns].itertuples(index=False)):
+        if key in folder_keys:
+            env, algo, variant, cpc, seed = key
+            raise ValueError(
+                f"{env} {algo} variant={variant or '-'} cpc={_cpc_label(cpc)} seed {seed} is both in a run folder "
+                f"and in {source}; leave one of them out"
+            )
+    merged_budgets = dict(budgets)
+    for env, last in earlier.groupby("env")["steps"].max().items():
+        if merged_budgets.setdefault(env, int(last)) != int(last):
+            raise ValueError(f"{env}: the runs in {source} have total_timesteps {last}, the run folders {budgets[env]}")
+    merged_curves = pd.concat([curves, earlier], ignore_index=True) if len(curves) else earlier
+    merged_curves = merged_curves.sort_values(key_columns + ["steps"], kind="stable").reset_index(drop=True)
+    # seeds in a fixed order, whichever source they came from, so the bootstrap draws the same resamples
+    merged_summary = pd.concat([summary, earlier_summary], ignore_index=True) if len(summary) else earlier_summary
+    merged_summary = merged_summary.sort_values(key_columns, kind="stable").reset_index(drop=True)
+    return merged_curves, merged_summary, merged_budgets
+
+
 def curves_table(runs: Sequence[Run], n_points: int = N_POINTS) -> pd.DataFrame:
     """
     Learning-curve rows of every run.
@@ -1029,6 +1142,7 @@ def format_markdown(
     n_points: int = N_POINTS,
     trained: Optional[Dict[str, List[int]]] = None,
     baselines: Sequence[Baseline] = (),
+    from_curves: Optional[Dict[str, int]] = None,
 ) -> str:
     """
     The whole ``results.md``.
@@ -1040,6 +1154,7 @@ def format_markdown(
     :param trained: with ``--steps``: per env, the budgets the included runs were planned for
         (see :func:`_planned_budgets`)
     :param baselines: groups to give every other group's difference from (see :func:`baseline_differences`)
+    :param from_curves: runs included from the learning curves of earlier reports: count per ``results.csv``
     :return: markdown text
     """
     lines = [
@@ -1047,6 +1162,11 @@ def format_markdown(
         "",
         f"Runs included: {len(summary)}; not included: {len(excluded)}.",
         "",
+    ]
+    if from_curves:
+        sources = "; ".join(f"{count} from {source}" for source, count in from_curves.items())
+        lines += [f"Runs included from the learning curves of earlier reports (their folders are gone): {sources}.", ""]
+    lines += [
         "Final: episodes that ended in the last 10% of the training steps. "
         f"AUC: mean of the learning curve over {n_points} evenly spaced marks "
         "(each mark: episodes that ended in the trailing 10% of the steps), ignoring empty windows. "
@@ -1197,6 +1317,7 @@ def build_report(
     also_allowed: Iterable[str] = (),
     steps: Optional[int] = None,
     baselines: Sequence[Baseline] = (),
+    earlier_curves: Sequence[PathLike] = (),
 ) -> ReportPaths:
     """
     Write ``results.csv``, ``results.md`` and ``curves.png`` comparing runs with and without CPC,
@@ -1212,20 +1333,33 @@ def build_report(
         that many (see :func:`truncate_run`); None: completed runs over their whole budget
     :param baselines: groups to give every other group's difference from, per env and algo
         (see :func:`baseline_differences`); each must match some included run
+    :param earlier_curves: ``results.csv`` files of earlier reports whose runs are to be included though
+        their folders are gone (see :func:`read_curves`); not with ``steps``
     :return: the paths written
-    :raises ValueError: when ``out_dir`` holds unrelated data, or a baseline matches no included run
+    :raises ValueError: when ``out_dir`` holds unrelated data, a baseline matches no included run, or the
+        earlier curves are unreadable, repeat a run, or have another budget
     """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, also_allowed)
+    if earlier_curves and steps is not None:
+        raise ValueError("curves from an earlier results.csv cannot be cut to the first steps (their windows are fixed); drop one")
+    earlier = [(str(path), read_curves(path)) for path in earlier_curves]
     runs, excluded = select_runs(run_dirs, steps)
     trained = _planned_budgets(runs) if steps is not None else None
     curves = curves_table(runs, n_points)
     summary = summary_table(runs, n_points)
+    budgets = _budgets(runs)
+    from_curves: Dict[str, int] = {}
+    for source, earlier_table in earlier:
+        earlier_summary = summary_from_curves(earlier_table, n_points, source)
+        curves, summary, budgets = _merge_earlier(curves, summary, budgets, earlier_table, earlier_summary, source)
+        from_curves[source] = len(earlier_summary)
     check_baselines(summary, baselines)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = ReportPaths(csv=out_dir / REPORT_FILES[0], markdown=out_dir / REPORT_FILES[1], figure=out_dir / REPORT_FILES[2])
     curves.to_csv(paths.csv, index=False)
-    paths.markdown.write_text(format_markdown(summary, excluded, _budgets(runs), n_points, trained, baselines), encoding="utf-8")
+    markdown = format_markdown(summary, excluded, budgets, n_points, trained, baselines, from_curves)
+    paths.markdown.write_text(markdown, encoding="utf-8")
     plot_curves(curves).savefig(paths.figure, format="png")
     return paths
 
@@ -1265,6 +1399,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="also give every group's difference from this group (same env and algo), in final and AUC "
         "success; e.g. cpu:off, or :off for the runs without variant; repeatable",
     )
+    parser.add_argument(
+        "--with-curves", action="append", default=[], type=Path, metavar="RESULTS_CSV",
+        help="also include the runs of an earlier report's results.csv whose folders are gone (their final "
+        "and AUC come from the curves); repeatable",
+    )
     args = parser.parse_args(argv)
     try:
         baselines = [parse_baseline(text) for text in args.baseline]
@@ -1272,7 +1411,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run_dirs = _collect_run_dirs(args.roots)
         if not run_dirs:
             raise ValueError(f"no run folder (holding {CONFIG_FILE}) under {', '.join(map(str, args.roots))}")
-        paths = build_report(run_dirs, args.out, args.n_points, steps=args.steps, baselines=baselines)
+        paths = build_report(
+            run_dirs, args.out, args.n_points, steps=args.steps, baselines=baselines, earlier_curves=args.with_curves
+        )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     for path in paths:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from agents.compare import main as compare_main
+from agents.compare import main as compare_main, plan_runs
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +48,21 @@ def test_out_folder_of_a_different_comparison_is_refused(tmp_path, capsys):
                                                        "total_timesteps": 64, "agent_args": []}))
     assert compare_main(["--env", "MiniWorld-OneRoom-v0", "--seeds", "1", "--total-timesteps", "64", "--out", str(tmp_path)]) == 2
     assert "different comparison" in capsys.readouterr().err
+
+
+def test_first_seed_plans_later_seeds_and_is_part_of_the_plan(tmp_path, capsys):
+    names = [spec.name for spec in plan_runs(["E"], 2, "ppo", first_seed=3)]
+    assert names == ["E__ppo_cpc__seed3", "E__ppo__seed3", "E__ppo_cpc__seed4", "E__ppo__seed4"]
+    assert [spec.seed for spec in plan_runs(["E"], 2, "ppo")] == [0, 0, 1, 1]
+    # a folder of seeds 0.. is not continued as seeds 1..
+    (tmp_path / "compare.json").write_text(json.dumps({"algo": "ppo", "env_ids": ["MiniWorld-OneRoom-v0"], "seeds": 1,
+                                                       "total_timesteps": 64, "agent_args": []}))
+    argv = ["--env", "MiniWorld-OneRoom-v0", "--seeds", "1", "--total-timesteps", "64", "--out", str(tmp_path)]
+    assert compare_main(argv + ["--first-seed", "1"]) == 2
+    assert "differs in first_seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_main(argv + ["--first-seed", "-1"])
+    assert "--first-seed must be 0 or more" in capsys.readouterr().err
 
 
 def test_unknown_env_is_refused_before_anything_runs(tmp_path, capsys):
@@ -93,6 +108,9 @@ def test_report_from_existing_runs_over_their_first_steps(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare_main(["--env", "MiniWorld-OneRoom-v0", "--report-steps", "100", "--out", str(tmp_path / "cmp")])
     assert "--report-steps goes with --from-runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_main(["--env", "MiniWorld-OneRoom-v0", "--with-curves", "r.csv", "--out", str(tmp_path / "cmp")])
+    assert "--with-curves goes with --from-runs" in capsys.readouterr().err
 
 
 def test_report_from_existing_runs_with_a_baseline(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import struct
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from agents.report import (
     load_run,
     parse_baseline,
     plot_curves,
+    read_curves,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -353,6 +355,65 @@ def test_report_over_the_first_steps_of_longer_runs(tmp_path: Path) -> None:
         build_report(find_run_dirs(runs), tmp_path / "bad", steps=0)
 
 
+def seeded_runs(root: Path, seeds: Sequence[int]) -> list:
+    """ppo with and without CPC in ENV_A, a different success pattern per seed, so that means and CIs
+    depend on every seed."""
+    runs = []
+    for seed in seeds:
+        for cpc in (False, True):
+            episodes = [(step, 0.1 * ((step // 100 + seed) % 7), 50, int((step // 100 + seed + cpc) % 3 == 0))
+                        for step in range(100, 1001, 50)]
+            runs.append(write_run(root / f"{'cpc' if cpc else 'nocpc'}_s{seed}", cpc=cpc, seed=seed, episodes=episodes))
+    return runs
+
+
+def test_report_with_curves_of_runs_whose_folders_are_gone(tmp_path: Path) -> None:
+    """Seeds 1-2 from folders plus seed 0 from an earlier report's results.csv give the same numbers as
+    all three seeds from folders."""
+    whole = build_report(seeded_runs(tmp_path / "all", [0, 1, 2]), tmp_path / "whole")
+    old = build_report(seeded_runs(tmp_path / "old", [0]), tmp_path / "old_report")
+    shutil.rmtree(tmp_path / "old")
+    merged = build_report(seeded_runs(tmp_path / "new", [1, 2]), tmp_path / "merged", earlier_curves=[old.csv])
+
+    pd.testing.assert_frame_equal(pd.read_csv(merged.csv), pd.read_csv(whole.csv))
+    note = f"Runs included from the learning curves of earlier reports (their folders are gone): 2 from {old.csv}.\n\n"
+    merged_text = merged.markdown.read_text()
+    assert note in merged_text
+    assert merged_text.replace(note, "") == whole.markdown.read_text()
+    assert "| ppo | - | on | 3 |" in merged_text and "Runs included: 6; not included: 0." in merged_text
+    assert png_size(merged.figure) == png_size(whole.figure)
+
+    # the seeds really differ, so a wrong merge would change the table
+    summary = pd.read_csv(whole.csv).groupby(["cpc", "seed"])["success_rate"].last()
+    assert summary.loc[True].nunique() > 1
+
+
+def test_earlier_curves_are_checked(tmp_path: Path) -> None:
+    old = build_report(seeded_runs(tmp_path / "old", [0]), tmp_path / "old_report")
+    with pytest.raises(ValueError, match=r"seed 0 is both in a run folder and in .*results.csv; leave one of them out"):
+        build_report(seeded_runs(tmp_path / "new", [0, 1]), tmp_path / "a", earlier_curves=[old.csv])
+    longer = [write_run(tmp_path / "long" / "r", seed=3, total=2000)]
+    with pytest.raises(ValueError, match=f"{ENV_A}: the runs in .*results.csv have total_timesteps 1000, the run folders 2000"):
+        build_report(longer, tmp_path / "b", earlier_curves=[old.csv])
+    with pytest.raises(ValueError, match="cannot be cut to the first steps"):
+        build_report(longer, tmp_path / "c", steps=1000, earlier_curves=[old.csv])
+    with pytest.raises(ValueError, match="does not have 10 evenly spaced marks \\(it has 50\\)"):
+        build_report(longer, tmp_path / "d", n_points=10, earlier_curves=[old.csv])
+    with pytest.raises(ValueError, match="no such file"):
+        build_report(longer, tmp_path / "e", earlier_curves=[tmp_path / "missing.csv"])
+    broken = tmp_path / "broken.csv"
+    broken.write_text("env,algo,cpc,seed,steps\nE,ppo,True,0,10\n")
+    with pytest.raises(ValueError, match="lacks the column\\(s\\) variant, return, success_rate"):
+        read_curves(broken)
+    broken.write_text("env,algo,variant,cpc,seed,steps,return,success_rate\nE,ppo,,yes,0,10,1.0,1.0\n")
+    with pytest.raises(ValueError, match="'cpc' should hold True/False only"):
+        read_curves(broken)
+    broken.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="broken.csv"):
+        read_curves(broken)
+    assert not any((tmp_path / name).exists() for name in "abcde")  # nothing written on refusal
+
+
 def test_curves_png_and_axes(tmp_path: Path) -> None:
     paths = build_report(example_runs(tmp_path / "runs"), tmp_path / "out")
     assert png_size(paths.figure) == (2 * 500, 700)  # two envs, 5 x 7 inches at 100 dpi each
@@ -633,6 +694,16 @@ def test_cli_without_runs_exits_cleanly(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "no run folder" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_with_curves(tmp_path: Path) -> None:
+    old = build_report(seeded_runs(tmp_path / "old", [0]), tmp_path / "old_report")
+    seeded_runs(tmp_path / "new", [1])
+    done = run_cli(str(tmp_path / "new"), "--with-curves", str(old.csv), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "Runs included: 4; not included: 0." in (tmp_path / "out" / "results.md").read_text()
+    refused = run_cli(str(tmp_path / "new"), "--with-curves", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "bad"))
+    assert refused.returncode != 0 and "nope.csv: no such file" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_cli_baseline(tmp_path: Path) -> None:
