@@ -53,6 +53,21 @@ def test_no_cpc_run_has_no_cpc_tags(tmp_path):
     assert json.loads((tmp_path / "plain" / "config.json").read_text())["cpc"] is False
 
 
+def test_the_same_seed_trains_the_same_agent(tmp_path):
+    """On one machine a seed fixes the run: envs, policy sampling, CPC negatives and updates."""
+    for name, seed in (("a", "3"), ("b", "3"), ("other", "4")):
+        result = agent("ppo_cpc", "--env", "MiniWorld-OneRoom-v0", "--total-timesteps", "256", "--seed", seed,
+                       "--log-dir", str(tmp_path), "--run-name", name, "--torch-threads", "1", *SMALL)
+        assert result.returncode == 0, result.stderr
+    from cpc_rl.sb3 import CPCPPO
+
+    params = {name: CPCPPO.load(tmp_path / name / "model.zip", device="cpu").policy.state_dict() for name in ("a", "b", "other")}
+    assert params["a"].keys() == params["b"].keys()
+    assert all(torch.equal(params["a"][key], params["b"][key]) for key in params["a"])
+    assert any(not torch.equal(params["a"][key], params["other"][key]) for key in params["a"])
+    assert (tmp_path / "a" / "episodes.csv").read_text() == (tmp_path / "b" / "episodes.csv").read_text()
+
+
 def test_unknown_env_id_lists_the_known_ones():
     result = agent("ppo_cpc", "--env", "MiniWorld-FourRoom-v0", "--total-timesteps", "64")
     assert result.returncode == 2
